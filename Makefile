@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Everything else is installed from the project's own files on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint testenv system-deps js-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,operator]'
+	touch $(STAMP)
+
+## run: the all-in-one hub on port 3000 (in-process bus unless REDIS_URL is set)
+run: $(STAMP)
+	$(VENV)/bin/semantest-server
+
+## system-deps: redis-server and nginx from Debian, only when missing
+system-deps:
+	@command -v redis-server >/dev/null && command -v nginx >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light)
+
+## js-deps: the official socket.io-client, pinned by tests/js/package-lock.json
+js-deps: tests/js/node_modules/.package-lock.json
+
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --silent
+
+## testenv: Kubernetes control plane binaries (built once, cached outside the repo)
+testenv: $(STAMP)
+	@bash tests/k8s/controlplane/testenv.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check services operator tests bench
+	$(VENV)/bin/lint-imports
+
+## test: everything CI runs
+test: $(STAMP) system-deps js-deps testenv lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) tests/js/node_modules

@@ -1,0 +1,19 @@
+"""The bus between services, chosen by URL: `memory://` in process, `redis://` over streams."""
+
+from semantest.bus.base import Bus, Delivery, Message, Store
+
+
+def open_bus(url: str, password: str | None = None, prefix: str = "semantest:") -> Bus:
+    """`memory://` → the in-process bus; `redis://` / `rediss://` → Redis streams."""
+    if url.startswith("memory://"):
+        from semantest.bus.memory import InProcessBus
+
+        return InProcessBus()
+    if url.startswith(("redis://", "rediss://")):
+        from semantest.bus.redis_streams import RedisStreamsBus
+
+        return RedisStreamsBus(url, password=password, prefix=prefix)
+    raise ValueError(f"redis.url {url!r}: expected memory://, redis:// or rediss://")
+
+
+__all__ = ["Bus", "Delivery", "Message", "Store", "open_bus"]

@@ -1,0 +1,222 @@
+"""The in-process bus: the all-in-one default, with the same semantics as Redis streams.
+
+Everything lives in this process's memory, so there are no dead consumers to claim from; an
+unacked entry is handed out again only when its consumer's iterator is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+from semantest.bus.base import MAXLEN, Bus, Delivery, Message, Store, decode, encode
+
+READ_BATCH = 256
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass
+class _Group:
+    last: tuple[int, int] = (0, 0)
+    pending: dict[str, bytes] = field(default_factory=dict)
+    returned: deque[tuple[str, bytes]] = field(default_factory=deque)
+
+
+@dataclass
+class _Stream:
+    keys: list[tuple[int, int]] = field(default_factory=list)
+    datas: list[bytes] = field(default_factory=list)
+    last: tuple[int, int] = (0, 0)
+    groups: dict[str, _Group] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def append(self, data: bytes, maxlen: int) -> str:
+        ms = int(time.time() * 1000)
+        key = (ms, 0) if ms > self.last[0] else (self.last[0], self.last[1] + 1)
+        self.last = key
+        self.keys.append(key)
+        self.datas.append(data)
+        # Trim in chunks, like Redis's approximate MAXLEN, so appends stay O(1) amortised.
+        excess = len(self.keys) - maxlen
+        if excess > maxlen // 10:
+            del self.keys[:excess]
+            del self.datas[:excess]
+        self.changed.set()
+        self.changed = asyncio.Event()
+        return f"{key[0]}-{key[1]}"
+
+    def after(self, key: tuple[int, int], count: int) -> list[tuple[str, bytes]]:
+        start = bisect.bisect_right(self.keys, key)
+        return [
+            (f"{k[0]}-{k[1]}", data)
+            for k, data in zip(
+                self.keys[start : start + count], self.datas[start : start + count], strict=True
+            )
+        ]
+
+
+class InProcessStore(Store):
+    def __init__(self) -> None:
+        self._values: dict[str, bytes] = {}
+        self._expiry: dict[str, float] = {}
+        self._counters: dict[str, int] = {}
+        self._sets: dict[str, set[str]] = {}
+        self._schedules: dict[str, dict[str, float]] = {}
+
+    def _live(self, key: str) -> bytes | None:
+        expires = self._expiry.get(key)
+        if expires is not None and expires <= time.monotonic():
+            self._values.pop(key, None)
+            self._expiry.pop(key, None)
+        return self._values.get(key)
+
+    async def get(self, key: str) -> Message | None:
+        data = self._live(key)
+        return None if data is None else decode(data)
+
+    async def get_many(self, keys: list[str]) -> list[Message | None]:
+        return [await self.get(key) for key in keys]
+
+    async def put(self, key: str, value: Message, ttl_ms: int | None = None) -> None:
+        self._values[key] = encode(value)
+        if ttl_ms is None:
+            self._expiry.pop(key, None)
+        else:
+            self._expiry[key] = time.monotonic() + ttl_ms / 1000
+
+    async def put_if_absent(self, key: str, value: Message, ttl_ms: int | None = None) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.put(key, value, ttl_ms)
+        return True
+
+    async def delete(self, *keys: str) -> int:
+        removed = 0
+        for key in keys:
+            found = self._live(key) is not None or key in self._counters or key in self._sets
+            removed += found
+            self._values.pop(key, None)
+            self._expiry.pop(key, None)
+            self._counters.pop(key, None)
+            self._sets.pop(key, None)
+            self._schedules.pop(key, None)
+        return removed
+
+    async def incr(self, key: str, delta: int = 1) -> int:
+        self._counters[key] = self._counters.get(key, 0) + delta
+        return self._counters[key]
+
+    async def counters(self, keys: list[str]) -> list[int]:
+        return [self._counters.get(key, 0) for key in keys]
+
+    async def add(self, key: str, *members: str) -> None:
+        self._sets.setdefault(key, set()).update(members)
+
+    async def remove(self, key: str, *members: str) -> None:
+        self._sets.get(key, set()).difference_update(members)
+
+    async def members(self, key: str) -> set[str]:
+        return set(self._sets.get(key, ()))
+
+    async def schedule(self, key: str, member: str, at: float) -> None:
+        self._schedules.setdefault(key, {})[member] = at
+
+    async def unschedule(self, key: str, member: str) -> bool:
+        return self._schedules.get(key, {}).pop(member, None) is not None
+
+    async def due(self, key: str, until: float, limit: int = 100) -> list[str]:
+        items = sorted(self._schedules.get(key, {}).items(), key=lambda item: item[1])
+        return [member for member, at in items if at <= until][:limit]
+
+    async def scheduled_count(self, key: str) -> int:
+        return len(self._schedules.get(key, {}))
+
+
+class InProcessBus(Bus):
+    def __init__(self) -> None:
+        self.store = InProcessStore()
+        self._streams: dict[str, _Stream] = {}
+        self._closed = False
+
+    def _stream(self, name: str) -> _Stream:
+        return self._streams.setdefault(name, _Stream())
+
+    @property
+    def kind(self) -> str:
+        return "embedded"
+
+    async def publish(self, stream: str, message: Message, maxlen: int = MAXLEN) -> str:
+        return self._stream(stream).append(encode(message), maxlen)
+
+    async def consume(
+        self, stream: str, group: str, consumer: str
+    ) -> AsyncIterator[list[Delivery]]:
+        state = self._stream(stream)
+        members = state.groups.setdefault(group, _Group(last=state.last))
+        mine: set[str] = set()
+        try:
+            while not self._closed:
+                batch: list[tuple[str, bytes]] = []
+                while members.returned and len(batch) < READ_BATCH:
+                    batch.append(members.returned.popleft())
+                if not batch:
+                    waiter = state.changed
+                    batch = state.after(members.last, READ_BATCH)
+                    if batch:
+                        members.last = _entry_key(batch[-1][0])
+                    else:
+                        await waiter.wait()
+                        continue
+                for entry_id, data in batch:
+                    members.pending[entry_id] = data
+                    mine.add(entry_id)
+                yield [Delivery(stream, entry_id, decode(data)) for entry_id, data in batch]
+                mine.intersection_update(members.pending)
+        finally:
+            # Hand what this consumer never acked to the rest of its group.
+            for entry_id in sorted(mine & members.pending.keys(), key=_entry_key):
+                members.returned.append((entry_id, members.pending[entry_id]))
+            if mine:
+                state.changed.set()
+                state.changed = asyncio.Event()
+
+    async def tail(self, stream: str, after: str = "$") -> AsyncIterator[list[Delivery]]:
+        state = self._stream(stream)
+        position = state.last if after == "$" else _entry_key(after)
+        while not self._closed:
+            waiter = state.changed
+            batch = state.after(position, READ_BATCH)
+            if not batch:
+                await waiter.wait()
+                continue
+            position = _entry_key(batch[-1][0])
+            yield [Delivery(stream, entry_id, decode(data)) for entry_id, data in batch]
+
+    async def ack(self, stream: str, group: str, ids: Iterable[str]) -> None:
+        members = self._stream(stream).groups.get(group)
+        if members is not None:
+            for entry_id in ids:
+                members.pending.pop(entry_id, None)
+
+    async def history(self, stream: str, after: str, count: int) -> list[Delivery]:
+        state = self._stream(stream)
+        return [
+            Delivery(stream, entry_id, decode(data))
+            for entry_id, data in state.after(_entry_key(after), count)
+        ]
+
+    async def ready(self) -> bool:
+        return not self._closed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for state in self._streams.values():
+            state.changed.set()

@@ -1,0 +1,233 @@
+"""The Redis backend: streams with consumer groups, and the store as plain Redis keys.
+
+Writes from one event-loop tick go out in one pipeline; every blocking read has a connection of
+its own (a cancelled blocking read must never poison a pooled connection). A consumer that dies
+leaves its entries pending; the group's other consumers claim them once they are idle long enough.
+Retries use redis-py's own `Retry` with exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from semantest.bus.base import MAXLEN, Bus, Delivery, Message, Store, decode, encode
+
+log = logging.getLogger("semantest.bus")
+
+READ_BATCH = 256
+BLOCK_MS = 1000
+CLAIM_IDLE_MS = 5000
+"""An entry unacked this long is taken over from its (presumably dead) consumer."""
+CLAIM_EVERY_S = 1.0
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1, supported_errors=_RETRYABLE)
+
+
+class RedisStore(Store):
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get(self, key: str) -> Message | None:
+        data = await self._redis.get(self._k(key))
+        return None if data is None else decode(data)
+
+    async def get_many(self, keys: list[str]) -> list[Message | None]:
+        if not keys:
+            return []
+        values = await self._redis.mget([self._k(key) for key in keys])
+        return [None if data is None else decode(data) for data in values]
+
+    async def put(self, key: str, value: Message, ttl_ms: int | None = None) -> None:
+        await self._redis.set(self._k(key), encode(value), px=ttl_ms)
+
+    async def put_if_absent(self, key: str, value: Message, ttl_ms: int | None = None) -> bool:
+        return bool(await self._redis.set(self._k(key), encode(value), px=ttl_ms, nx=True))
+
+    async def delete(self, *keys: str) -> int:
+        return int(await self._redis.delete(*(self._k(key) for key in keys))) if keys else 0
+
+    async def incr(self, key: str, delta: int = 1) -> int:
+        return int(await self._redis.incrby(self._k(key), delta))
+
+    async def counters(self, keys: list[str]) -> list[int]:
+        if not keys:
+            return []
+        values = await self._redis.mget([self._k(key) for key in keys])
+        return [int(value or 0) for value in values]
+
+    async def add(self, key: str, *members: str) -> None:
+        if members:
+            await self._redis.sadd(self._k(key), *members)
+
+    async def remove(self, key: str, *members: str) -> None:
+        if members:
+            await self._redis.srem(self._k(key), *members)
+
+    async def members(self, key: str) -> set[str]:
+        return {member.decode() for member in await self._redis.smembers(self._k(key))}
+
+    async def schedule(self, key: str, member: str, at: float) -> None:
+        await self._redis.zadd(self._k(key), {member: at})
+
+    async def unschedule(self, key: str, member: str) -> bool:
+        return bool(await self._redis.zrem(self._k(key), member))
+
+    async def due(self, key: str, until: float, limit: int = 100) -> list[str]:
+        found = await self._redis.zrangebyscore(self._k(key), "-inf", until, start=0, num=limit)
+        return [member.decode() for member in found]
+
+    async def scheduled_count(self, key: str) -> int:
+        return int(await self._redis.zcard(self._k(key)))
+
+
+class RedisStreamsBus(Bus):
+    def __init__(self, url: str, password: str | None = None, prefix: str = "semantest:") -> None:
+        self._url = url
+        self._password = password
+        self._prefix = prefix
+        self._redis = self._client()
+        self.store = RedisStore(self._redis, prefix)
+        self._writes: list[tuple[str, bytes, int, asyncio.Future[str]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._readers: set[aioredis.Redis] = set()
+
+    def _client(self, **options: Any) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self._url,
+            password=self._password,
+            retry=_retry(),
+            retry_on_error=list(_RETRYABLE),
+            health_check_interval=30,
+            **options,
+        )
+
+    def _k(self, stream: str) -> str:
+        return self._prefix + stream
+
+    @property
+    def kind(self) -> str:
+        return "redis"
+
+    async def publish(self, stream: str, message: Message, maxlen: int = MAXLEN) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._writes.append((self._k(stream), encode(message), maxlen, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        """Send every write queued during this loop tick in one pipeline."""
+        await asyncio.sleep(0)
+        writes, self._writes, self._flusher = self._writes, [], None
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream, data, maxlen, _ in writes:
+                    pipe.xadd(stream, {"d": data}, maxlen=maxlen, approximate=True)
+                ids = await pipe.execute()
+        except RedisError as exc:
+            for *_, future in writes:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), entry_id in zip(writes, ids, strict=True):
+            if not future.done():
+                future.set_result(entry_id.decode())
+
+    def _deliveries(self, stream: str, entries: list[Any]) -> list[Delivery]:
+        out = []
+        for entry_id, fields in entries:
+            if fields is None:  # trimmed away while pending
+                continue
+            try:
+                out.append(Delivery(stream, entry_id.decode(), decode(fields[b"d"])))
+            except (KeyError, ValueError):
+                log.warning("dropping malformed entry %s on %s", entry_id, stream)
+        return out
+
+    async def consume(
+        self, stream: str, group: str, consumer: str
+    ) -> AsyncIterator[list[Delivery]]:
+        key = self._k(stream)
+        reader = self._client(single_connection_client=True)
+        self._readers.add(reader)
+        try:
+            try:
+                await self._redis.xgroup_create(key, group, id="$", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            loop = asyncio.get_running_loop()
+            next_claim = 0.0
+            while True:
+                if loop.time() >= next_claim:
+                    next_claim = loop.time() + CLAIM_EVERY_S
+                    _, claimed, *_ = await reader.xautoclaim(
+                        key, group, consumer, CLAIM_IDLE_MS, "0-0", count=READ_BATCH
+                    )
+                    if batch := self._deliveries(stream, claimed):
+                        yield batch
+                reply = await reader.xreadgroup(
+                    group, consumer, {key: ">"}, count=READ_BATCH, block=BLOCK_MS
+                )
+                for _, entries in reply or ():
+                    if batch := self._deliveries(stream, entries):
+                        yield batch
+        finally:
+            self._readers.discard(reader)
+            await reader.aclose()
+
+    async def tail(self, stream: str, after: str = "$") -> AsyncIterator[list[Delivery]]:
+        key = self._k(stream)
+        reader = self._client(single_connection_client=True)
+        self._readers.add(reader)
+        position = after
+        try:
+            if position == "$":
+                info = await reader.xinfo_stream(key) if await reader.exists(key) else None
+                position = info["last-generated-id"].decode() if info else "0-0"
+            while True:
+                reply = await reader.xread({key: position}, count=READ_BATCH, block=BLOCK_MS)
+                for _, entries in reply or ():
+                    position = entries[-1][0].decode()
+                    if batch := self._deliveries(stream, entries):
+                        yield batch
+        finally:
+            self._readers.discard(reader)
+            await reader.aclose()
+
+    async def ack(self, stream: str, group: str, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if ids:
+            await self._redis.xack(self._k(stream), group, *ids)
+
+    async def history(self, stream: str, after: str, count: int) -> list[Delivery]:
+        entries = await self._redis.xrange(self._k(stream), min=f"({after}", count=count)
+        return self._deliveries(stream, entries)
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), timeout=1.0))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def aclose(self) -> None:
+        for reader in list(self._readers):
+            await reader.aclose()
+        await self._redis.aclose()

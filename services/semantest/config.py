@@ -1,0 +1,239 @@
+"""Typed settings: environment > config file (`CONFIG_FILE` or ./config.json) > defaults.
+
+The file uses the seed's camelCase keys; each environment variable of the seed maps onto one key.
+pydantic does all parsing and validation; a bad value raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who wrote the config."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class Cors(Section):
+    origin: str | list[str] = "*"
+    credentials: bool = False
+    methods: list[str] = ["GET", "POST", "DELETE", "OPTIONS"]
+    allowed_headers: list[str] = ["Authorization", "Content-Type", "X-API-Key"]
+
+
+class Tls(Section):
+    enabled: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+
+
+class Server(Section):
+    port: int = Field(3000, ge=0, le=65535)
+    host: str = "0.0.0.0"
+    cors: Cors | None = None
+    tls: Tls = Tls()
+    max_connections: int = Field(1000, ge=1)
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def duration_seconds(text: str | int) -> int:
+    """`"24h"` → 86400, like the jsonwebtoken `expiresIn` the seed shows (a bare number = s)."""
+    if isinstance(text, int):
+        return text
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like '24h', '30m' or '3600'")
+    return max(1, int(int(match.group(1)) * _UNIT_SECONDS[match.group(2)]))
+
+
+class Jwt(Section):
+    secret: SecretStr | None = None
+    expires_in: str | int = "24h"
+
+    @field_validator("expires_in")
+    @classmethod
+    def _duration(cls, value: str | int) -> str | int:
+        duration_seconds(value)
+        return value
+
+    @property
+    def expires_in_seconds(self) -> int:
+        return duration_seconds(self.expires_in)
+
+
+class ApiKeys(Section):
+    enabled: bool = True
+    keys: list[SecretStr] = []
+    header: str = "X-API-Key"
+
+
+class User(Section):
+    username: str = Field(min_length=1)
+    password_hash: str = Field(pattern=r"^\$argon2id\$")
+    tenant: str = "default"
+    scopes: list[Literal["client", "extension", "admin"]] = ["client"]
+
+
+class Auth(Section):
+    enabled: bool = True
+    jwt: Jwt = Jwt()
+    api_keys: ApiKeys = ApiKeys()
+    users: list[User] = []
+    admin_keys: list[SecretStr] = []
+
+
+class Redis(Section):
+    url: str | None = None
+    password: SecretStr | None = None
+    key_prefix: str = "semantest:"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "memory://")):
+            raise ValueError("must start with redis://, rediss:// or memory://")
+        return value or None
+
+
+class Websocket(Section):
+    ping_interval: int = Field(25000, ge=1000)
+    ping_timeout: int = Field(60000, ge=1000)
+    max_payload: int = Field(1_048_576, ge=1024)
+
+
+class Commands(Section):
+    timeout: int = Field(30000, ge=1, description="default command timeout, ms")
+    max_timeout: int = Field(600_000, ge=1)
+    extension_grace: int = Field(10000, ge=0, description="reconnect grace for extensions, ms")
+
+
+class RateLimiting(Section):
+    enabled: bool = False
+    window_ms: int = Field(60000, ge=1)
+    max_requests: int = Field(100, ge=1)
+    message: str = "Too many requests"
+
+
+class ScalingRedis(Section):
+    url: str | None = None
+    key: str | None = None
+
+
+class Scaling(Section):
+    adapter: Literal["redis", "memory"] = "memory"
+    redis: ScalingRedis = ScalingRedis()
+
+
+class Logging(Section):
+    level: Literal["debug", "info", "warn", "warning", "error"] = "info"
+    format: Literal["json", "pretty"] = "pretty"
+
+
+class Settings(Section):
+    server: Server = Server()
+    auth: Auth = Auth()
+    redis: Redis = Redis()
+    websocket: Websocket = Websocket()
+    commands: Commands = Commands()
+    rate_limiting: RateLimiting = RateLimiting()
+    cors: Cors | None = None
+    scaling: Scaling = Scaling()
+    logging: Logging = Logging()
+
+    @property
+    def bus_url(self) -> str:
+        """Where the bus lives: `redis.url`, else the seed's `scaling.redis.url`, else memory."""
+        return self.redis.url or self.scaling.redis.url or "memory://"
+
+    @property
+    def effective_cors(self) -> Cors | None:
+        return self.cors or self.server.cors
+
+
+# Each variable of the seed (and a few of ours) and the config key it sets.
+ENVIRONMENT: dict[str, tuple[str, ...]] = {
+    "PORT": ("server", "port"),
+    "HOST": ("server", "host"),
+    "MAX_CONNECTIONS": ("server", "maxConnections"),
+    "AUTH_ENABLED": ("auth", "enabled"),
+    "API_KEY_HEADER": ("auth", "apiKeys", "header"),
+    "JWT_SECRET": ("auth", "jwt", "secret"),
+    "JWT_EXPIRES_IN": ("auth", "jwt", "expiresIn"),
+    "REDIS_URL": ("redis", "url"),
+    "REDIS_PASSWORD": ("redis", "password"),
+    "REDIS_KEY_PREFIX": ("redis", "keyPrefix"),
+    "LOG_LEVEL": ("logging", "level"),
+    "LOG_FORMAT": ("logging", "format"),
+    "MESSAGE_TIMEOUT": ("commands", "timeout"),
+    "HEARTBEAT_INTERVAL": ("websocket", "pingInterval"),
+}
+ADMIN_API_KEY_ENV = "ADMIN_API_KEY"
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: object) -> None:
+    for part in path[:-1]:
+        node = data.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key {part!r} must be an object")
+        data = node
+    data[path[-1]] = value
+
+
+def _read_file(env: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+    name = env.get("CONFIG_FILE")
+    path = Path(name) if name else Path("config.json")
+    if not name and not path.exists():
+        return {}, None
+    try:
+        data = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"CONFIG_FILE {str(path)!r}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a JSON object")
+    return data, str(path)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Merge defaults, the config file and the environment into validated settings."""
+    env = dict(os.environ if env is None else env)
+    data, source = _read_file(env)
+    for variable, path in ENVIRONMENT.items():
+        if env.get(variable, "") != "":
+            _set_path(data, path, env[variable])
+    if env.get("DEBUG", "").startswith("semantest"):
+        _set_path(data, ("logging", "level"), "debug")
+    if env.get(ADMIN_API_KEY_ENV):
+        admin_keys = data.setdefault("auth", {}).setdefault("adminKeys", [])
+        admin_keys.append(env[ADMIN_API_KEY_ENV])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(root)"
+        variable = next((v for v, p in ENVIRONMENT.items() if ".".join(p) == key), None)
+        where = f" (from {variable})" if variable and env.get(variable) else ""
+        origin = f" in {source}" if source and not where else ""
+        raise ConfigError(f"config key {key}{where}{origin}: {first['msg']}") from None
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The merged settings as JSON-ready data, every secret replaced by `***`."""
+    return orjson.loads(settings.model_dump_json(by_alias=True))

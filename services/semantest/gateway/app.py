@@ -1,0 +1,105 @@
+"""The gateway role: Socket.IO on the app, /auth/* forwarded to auth over the bus, and the inbox.
+
+One port serves everything a client needs. The gateway owns no routing state: what another pod
+would need lives in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from semantest import protocol as p
+from semantest.bus.base import Bus, Message
+from semantest.config import Settings
+from semantest.gateway.sockets import GatewaySockets
+from semantest.protocol import ErrorCode, Role
+from semantest.telemetry import Metrics
+
+log = logging.getLogger("semantest.gateway")
+
+AUTH_REPLY_TIMEOUT_S = 10.0
+
+
+def error_response(status: int, code: ErrorCode, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code.value, "message": message}}, status=status,
+                             dumps=lambda v: orjson.dumps(v).decode())
+
+
+class Gateway:
+    def __init__(self, settings: Settings, bus: Bus, metrics: Metrics) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.bus = bus
+        self.sockets = GatewaySockets(settings, bus, metrics, self.id)
+        self._replies: dict[str, asyncio.Future[Message]] = {}
+
+    def connection_counts(self) -> dict[str, int]:
+        connections = self.sockets.connections
+        return {"clients": connections.count(Role.CLIENT),
+                "extensions": connections.count(Role.EXTENSION)}
+
+    async def forward_auth(self, request: web.Request) -> web.Response:
+        """POST /auth/...: hand the request to the auth service and wait for its answer."""
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            return error_response(400, ErrorCode.VALIDATION_FAILED, "body is not valid JSON")
+        rid = uuid.uuid4().hex
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._replies[rid] = future
+        try:
+            await self.bus.publish(p.AUTH_REQUESTS, {
+                "rid": rid, "reply": self.sockets.inbox, "method": request.method,
+                "path": request.path, "body": body,
+                "authorization": request.headers.get("Authorization"),
+                "ip": request.remote})
+            reply = await asyncio.wait_for(future, AUTH_REPLY_TIMEOUT_S)
+        except TimeoutError:
+            return error_response(503, ErrorCode.UNAVAILABLE, "the auth service did not answer")
+        finally:
+            self._replies.pop(rid, None)
+        return web.json_response(reply["body"], status=reply["status"],
+                                 dumps=lambda v: orjson.dumps(v).decode())
+
+    async def read_inbox(self) -> None:
+        async for batch in self.bus.tail(self.sockets.inbox, after="0-0"):
+            for delivery in batch:
+                message = delivery.message
+                if message.get("t") == p.DELIVER_HTTP_REPLY:
+                    future = self._replies.get(message.get("rid", ""))
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                    continue
+                try:
+                    await self.sockets.deliver(delivery)
+                except Exception:
+                    log.exception("cannot deliver inbox entry %s", delivery.id)
+
+    def routes(self, app: web.Application) -> None:
+        self.sockets.sio.attach(app)
+        app.router.add_route("*", "/auth/{tail:.*}", self.forward_auth)
+
+
+@contextlib.asynccontextmanager
+async def component(settings: Settings, bus: Bus, metrics: Metrics,
+                    gateway: Gateway) -> AsyncIterator[Gateway]:
+    """Read the inbox and keep the extension registry fresh while the context is open."""
+    tasks = [asyncio.create_task(gateway.read_inbox()),
+             asyncio.create_task(gateway.sockets.refresh_registry())]
+    log.info("gateway %s reading %s", gateway.id, gateway.sockets.inbox)
+    try:
+        yield gateway
+    finally:
+        for sid in list(gateway.sockets.connections.by_sid):
+            await gateway.sockets.sio.disconnect(sid)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,154 @@
+"""The wire contract shared by every service: error codes, scopes, bus streams and store keys.
+
+Stream and key names exist only here, so a reader can see the whole Redis layout in one place.
+This module holds names and small value types; it must not do I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+VERSION = "1.0.0"
+
+
+class ErrorCode(enum.StrEnum):
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_INVALID = "AUTH_INVALID"
+    AUTH_EXPIRED = "AUTH_EXPIRED"
+    FORBIDDEN = "FORBIDDEN"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    RATE_LIMITED = "RATE_LIMITED"
+    TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+    NO_EXTENSION = "NO_EXTENSION"
+    TIMEOUT = "TIMEOUT"
+    EXTENSION_DISCONNECTED = "EXTENSION_DISCONNECTED"
+    CANCELLED = "CANCELLED"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    UNKNOWN_EVENT = "UNKNOWN_EVENT"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class HubError(Exception):
+    """A refusal that reaches the caller as `{code, message}`; never carries secrets."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message}
+
+
+class Scope(enum.StrEnum):
+    CLIENT = "client"
+    EXTENSION = "extension"
+    ADMIN = "admin"
+
+
+class Role(enum.StrEnum):
+    CLIENT = "client"
+    EXTENSION = "extension"
+
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: every credential resolves to one."""
+
+    subject: str
+    tenant: str = DEFAULT_TENANT
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    # What revokes this principal's connections: an API key id or a token jti.
+    credential_id: str = ""
+
+    def allows(self, scope: Scope) -> bool:
+        return scope.value in self.scopes or Scope.ADMIN.value in self.scopes
+
+    def as_dict(self) -> dict[str, object]:
+        return {"subject": self.subject, "tenant": self.tenant, "scopes": sorted(self.scopes)}
+
+
+# --- bus streams -------------------------------------------------------------------------
+
+COMMANDS = "commands"
+"""Work for the routers: commands, cancels, extension reports and presence changes."""
+ROUTER_GROUP = "routers"
+
+AUTH_REQUESTS = "auth:requests"
+"""HTTP requests for /auth/* forwarded by gateways; the auth group answers in the caller's inbox."""
+AUTH_GROUP = "auth"
+
+
+def gateway_inbox(gateway_id: str) -> str:
+    """Deliveries for the sockets of one gateway process."""
+    return f"gw:{gateway_id}"
+
+
+# Message kinds carried on COMMANDS.
+KIND_COMMAND = "command"
+KIND_CANCEL = "cancel"
+KIND_PROGRESS = "progress"
+KIND_RESULT = "result"
+KIND_EXTENSION_UP = "extension.up"
+KIND_EXTENSION_DOWN = "extension.down"
+
+# Message kinds carried on gateway inboxes.
+DELIVER_TO_SOCKET = "socket"
+DELIVER_TO_EXTENSION = "extension"
+DELIVER_HTTP_REPLY = "http.reply"
+
+
+# --- store keys ---------------------------------------------------------------------------
+
+
+def command_key(tenant: str, command_id: str) -> str:
+    return f"cmd:{tenant}:{command_id}"
+
+
+def extension_key(tenant: str, extension_id: str) -> str:
+    return f"ext:{tenant}:{extension_id}"
+
+
+def extensions_index(tenant: str) -> str:
+    return f"exts:{tenant}"
+
+
+def extension_load_key(tenant: str, extension_id: str) -> str:
+    return f"inflight:{tenant}:{extension_id}"
+
+
+def extension_commands_key(tenant: str, extension_id: str) -> str:
+    return f"extcmds:{tenant}:{extension_id}"
+
+
+def queue_key(tenant: str) -> str:
+    return f"queue:{tenant}"
+
+
+def tenant_in_flight_key(tenant: str) -> str:
+    return f"stats:inflight:{tenant}"
+
+
+def revoked_token_key(jti: str) -> str:
+    return f"revoked:{jti}"
+
+
+DEADLINES = "deadlines"
+"""Scheduled set of `tenant\x1fcommand id` by deadline (epoch ms)."""
+GRACE = "grace"
+"""Scheduled set of `tenant\x1fextension id` by the end of its reconnect grace period."""
+
+
+def pair(a: str, b: str) -> str:
+    return f"{a}\x1f{b}"
+
+
+def unpair(member: str) -> tuple[str, str]:
+    a, _, b = member.partition("\x1f")
+    return a, b

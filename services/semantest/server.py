@@ -1,0 +1,211 @@
+"""Composition and console scripts: each role alone, or all three in one process.
+
+`compose` is the only place where roles meet: it builds one aiohttp application, gives every role
+the same bus, and adds the health and metrics routes every process serves. The console scripts
+`semantest-server`, `-auth`, `-gateway` and `-router` differ only in the roles they compose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+
+import orjson
+import uvloop
+from aiohttp import web
+
+from semantest import protocol as p
+from semantest.auth import app as auth_app
+from semantest.auth.passwords import hash_password
+from semantest.bus import Bus, open_bus
+from semantest.config import ConfigError, Settings, load_settings, masked
+from semantest.gateway import app as gateway_app
+from semantest.router import app as router_app
+from semantest.telemetry import Metrics, configure_logging, create_metrics
+
+ALL_ROLES = frozenset({"auth", "gateway", "router"})
+BUS: web.AppKey[Bus] = web.AppKey("bus", Bus)
+STARTED = time.monotonic()
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+class Health:
+    """`/health`, `/health/live`, `/health/ready` for whatever roles this process runs."""
+
+    def __init__(self, bus: Bus, connections: Callable[[], dict[str, int]] | None) -> None:
+        self.bus = bus
+        self.connections = connections
+
+    async def live(self, _: web.Request) -> web.Response:
+        return _json({"status": "alive"})
+
+    async def ready(self, _: web.Request) -> web.Response:
+        ready = await self.bus.ready()
+        return _json({"status": "ready" if ready else "unavailable"}, 200 if ready else 503)
+
+    async def health(self, _: web.Request) -> web.Response:
+        reachable = await self.bus.ready()
+        redis = "embedded" if self.bus.kind == "embedded" else (
+            "connected" if reachable else "disconnected")
+        body = {
+            "status": "healthy" if reachable else "unhealthy",
+            "uptime": int(time.monotonic() - STARTED),
+            "connections": self.connections() if self.connections else
+            {"clients": 0, "extensions": 0},
+            "redis": redis,
+            "version": p.VERSION,
+        }
+        return _json(body, 200 if reachable else 503)
+
+
+def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Application:
+    """One application running `roles` over `bus`."""
+    metrics: Metrics = create_metrics()
+    app = web.Application(client_max_size=settings.websocket.max_payload)
+    app[BUS] = bus
+
+    async def close_bus(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await bus.aclose()
+
+    app.cleanup_ctx.append(close_bus)  # first in, last out: the bus outlives every role
+    gateway = None
+    if "gateway" in roles:
+        gateway = gateway_app.Gateway(settings, bus, metrics)
+        gateway.routes(app)
+        app.cleanup_ctx.append(lambda _: gateway_app.component(settings, bus, metrics, gateway))
+    if "router" in roles:
+        app.cleanup_ctx.append(lambda _: router_app.component(settings, bus, metrics))
+    if "auth" in roles:
+        app.cleanup_ctx.append(lambda _: auth_app.component(settings, bus, metrics))
+    health = Health(bus, gateway.connection_counts if gateway else None)
+
+    async def metrics_route(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(),
+                            content_type="text/plain", charset="utf-8")
+
+    app.router.add_get("/health", health.health)
+    app.router.add_get("/health/live", health.live)
+    app.router.add_get("/health/ready", health.ready)
+    app.router.add_get("/metrics", metrics_route)
+    return app
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    tls = settings.server.tls
+    if not tls.enabled:
+        return None
+    if tls.cert is None or tls.key is None:
+        raise ConfigError("config key server.tls: cert and key are required when enabled")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+        if tls.ca is not None:
+            context.load_verify_locations(tls.ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"config key server.tls: cannot load certificate files: {exc}") from None
+    return context
+
+
+def _with_auth(settings: Settings, **changes: object) -> Settings:
+    auth = {**settings.auth.model_dump(by_alias=True, mode="python"), **changes}
+    return settings.model_validate({**settings.model_dump(by_alias=True, mode="python"),
+                                    "auth": auth})
+
+
+def _starter_keys(settings: Settings) -> tuple[Settings, list[str]]:
+    """With auth on and no credential configured, make one admin and one client key."""
+    auth = settings.auth
+    if not auth.enabled or auth.api_keys.keys or auth.admin_keys or auth.users:
+        return settings, []
+    admin, client = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    updated = _with_auth(settings, apiKeys={"enabled": True, "keys": [client]},
+                         adminKeys=[admin])
+    return updated, [
+        f"  admin API key (scope admin):               {admin}",
+        f"  client API key (scopes client, extension): {client}",
+    ]
+
+
+def _with_jwt_secret(settings: Settings, separate: bool) -> Settings:
+    if settings.auth.jwt.secret is not None:
+        return settings
+    if separate:
+        raise ConfigError(
+            "config key auth.jwt.secret (JWT_SECRET) is required when services run separately"
+        )
+    # All-in-one without a configured secret: tokens last until the process restarts.
+    jwt = {**settings.auth.jwt.model_dump(by_alias=True), "secret": secrets.token_urlsafe(32)}
+    return _with_auth(settings, jwt=jwt)
+
+
+def run(roles: frozenset[str], argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Semantest hub: " + ", ".join(sorted(roles)))
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the merged configuration (secrets masked) and exit")
+    if roles == ALL_ROLES:
+        commands = parser.add_subparsers(dest="command")
+        hasher = commands.add_parser("hash-password", help="print an argon2id hash for auth.users")
+        hasher.add_argument("password", nargs="?", help="read from stdin when omitted")
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "hash-password":
+        password = args.password or (getpass.getpass("password: ") if sys.stdin.isatty()
+                                     else sys.stdin.readline().rstrip("\n"))
+        print(hash_password(password))
+        return
+    try:
+        settings = load_settings()
+        separate = roles != ALL_ROLES
+        if separate and settings.bus_url.startswith("memory://"):
+            raise ConfigError("config key redis.url (REDIS_URL) is required when services run "
+                              "separately")
+        if roles != {"router"}:
+            settings = _with_jwt_secret(settings, separate)
+        settings, starter = _starter_keys(settings) if not separate else (settings, [])
+        context = tls_context(settings)
+    except ConfigError as exc:
+        sys.exit(f"semantest: {exc}")
+    if args.print_config:
+        print(orjson.dumps(masked(settings), option=orjson.OPT_INDENT_2).decode())
+        return
+    configure_logging(settings.logging)
+    password = settings.redis.password
+    bus = open_bus(settings.bus_url, password.get_secret_value() if password else None,
+                   settings.redis.key_prefix)
+    app = compose(roles, settings, bus)
+    scheme = "https" if context else "http"
+    host, port = settings.server.host, settings.server.port
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    lines = [f"Semantest hub ({', '.join(sorted(roles))}) on {scheme}://{shown}:{port} "
+             f"over {'Redis' if bus.kind == 'redis' else 'the in-process bus'}"]
+    if "gateway" in roles:
+        lines.append(f"  connect: io('{scheme}://{shown}:{port}', {{ auth: {{ apiKey }} }})")
+    lines.extend(starter)
+    print("\n".join(lines), flush=True)
+    web.run_app(app, host=host, port=port, ssl_context=context, access_log=None,
+                print=None, loop=uvloop.new_event_loop(), backlog=1024)
+
+
+def main() -> None:
+    run(ALL_ROLES)
+
+
+def main_auth() -> None:
+    run(frozenset({"auth"}))
+
+
+def main_gateway() -> None:
+    run(frozenset({"gateway"}))
+
+
+def main_router() -> None:
+    run(frozenset({"router"}))
