@@ -1,0 +1,146 @@
+// Turns the benchmark's raw step results into the markdown report: one table per workload with
+// each peer's ratio to the Node relay, a summary, py-spy top costs, and the final ratio line.
+import fs from 'node:fs';
+
+const REF = 'node-relay';
+const LABELS = {
+  'hub-aio': 'hub all-in-one',
+  'hub-services': 'hub services (Redis)',
+  'node-relay': 'Node socket.io relay',
+  'stream-relay': 'raw stream relay',
+};
+
+const fmt = (x, digits = 0) => (x == null || Number.isNaN(x) ? 'n/a' : x.toFixed(digits));
+const ratio = (a, b) => (a == null || b == null || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}x`);
+
+/** The run whose primary metric is the median across rounds (keeps a row self-consistent). */
+function median(runs, key) {
+  if (!runs?.length) return null;
+  const sorted = [...runs].sort((a, b) => (a[key] ?? 0) - (b[key] ?? 0));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+function table(header, rows) {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function closedRows(peerIds, results, stepIds, steps) {
+  const rows = [];
+  for (const stepId of stepIds) {
+    const step = steps.find((s) => s.id === stepId);
+    const ref = median(results[REF]?.[stepId], 'cmdPerSec');
+    for (const id of peerIds) {
+      const r = median(results[id][stepId], 'cmdPerSec');
+      if (!r) continue;
+      const errs = Object.entries(r.errors).map(([k, v]) => `${k}:${v}`).join(' ') || '0';
+      rows.push([LABELS[id], step.clients * step.inflight, fmt(r.cmdPerSec), ratio(r.cmdPerSec, ref?.cmdPerSec),
+        fmt(r.p50, 2), fmt(r.p95, 2), fmt(r.p99, 2), ratio(r.p99, ref?.p99), errs,
+        fmt(r.serverCpuUsPerCmd), ratio(r.serverCpuUsPerCmd, ref?.serverCpuUsPerCmd),
+        fmt(r.serverCpuPct), fmt(r.loadgenCpuPct)]);
+    }
+  }
+  return table(['peer', 'in flight', 'cmd/s', 'cmd/s vs relay', 'p50 ms', 'p95 ms', 'p99 ms',
+    'p99 vs relay', 'errors', 'server µs/cmd', 'µs/cmd vs relay', 'server CPU %',
+    'loadgen CPU %'], rows);
+}
+
+/** Top frames of a py-spy raw (collapsed) profile: self and inclusive share of samples. */
+export function summarizeProfile(file, top = 12) {
+  const self = new Map();
+  const incl = new Map();
+  let total = 0;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const cut = line.lastIndexOf(' ');
+    if (cut < 0) continue;
+    const count = Number(line.slice(cut + 1));
+    if (!count) continue;
+    const frames = line.slice(0, cut).split(';')
+      .map((f) => f.replace(/\s*\(([^)]*?)([^/)]*):\d+\)$/, ' ($2)'));
+    if (!frames.length) continue;
+    total += count;
+    const leaf = frames.at(-1);
+    self.set(leaf, (self.get(leaf) ?? 0) + count);
+    for (const f of new Set(frames)) incl.set(f, (incl.get(f) ?? 0) + count);
+  }
+  const best = (m) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top)
+    .map(([f, n]) => ({ frame: f, pct: (100 * n) / total }));
+  return { total, self: best(self), inclusive: best(incl) };
+}
+
+export function renderReport({ info, profile, rounds, steps, peerIds, results, profiles }) {
+  const out = [];
+  out.push(`# Semantest hub benchmark: profile ${profile}, ${rounds} round(s), `
+    + `${info.pinned ? 'pinned (servers on CPU 0, load generator on CPU 1)' : 'unpinned'}`);
+  out.push('');
+  out.push(`Machine: ${info.cpu}, ${info.cores} cores, ${info.memGiB} GiB, Linux ${info.kernel}. `
+    + `Commit ${info.git}, ${info.date}.`);
+  out.push(`Versions: Python ${info.python} (${info.pythonPackages}); Node ${info.node} `
+    + `(${info.nodePackages}); Redis ${info.redis}.`);
+  out.push('Ratios are to the Node socket.io relay (peer 3). Latency is client emit to `result`.');
+
+  const byGroup = (g) => steps.filter((s) => s.group === g).map((s) => s.id);
+  const w1 = steps.find((s) => s.group === 'w1');
+  if (w1) {
+    out.push('', `## W1 latency floor: ${w1.clients} client, ${w1.extensions} extension, 1 in flight`, '');
+    out.push(closedRows(peerIds, results, byGroup('w1'), steps));
+  }
+  const w2 = steps.find((s) => s.group === 'w2');
+  if (w2) {
+    out.push('', `## W2 closed loop: ${w2.clients} clients, ${w2.extensions} extensions`, '');
+    out.push(closedRows(peerIds, results, byGroup('w2'), steps));
+  }
+  const idle = steps.find((s) => s.group === 'idle');
+  if (idle) {
+    out.push('', `## W3 idle connections: ${idle.connections}, ${idle.concurrency} handshakes at a time`, '');
+    const ref = median(results[REF]?.idle, 'connPerSec');
+    out.push(table(['peer', 'conn/s', 'conn/s vs relay', 'KiB per idle conn', 'KiB vs relay',
+      'failures', 'server µs/conn'], peerIds.map((id) => median(results[id].idle, 'connPerSec'))
+      .map((r, i) => [LABELS[peerIds[i]], fmt(r?.connPerSec), ratio(r?.connPerSec, ref?.connPerSec),
+        fmt(r?.kibPerConn, 1), ratio(r?.kibPerConn, ref?.kibPerConn), r?.failures ?? 'n/a',
+        fmt(r?.serverCpuUsPerConn)])));
+  }
+  const soak = steps.find((s) => s.group === 'soak');
+  if (soak) {
+    out.push('', `## Soak: ${soak.clients} clients x ${soak.inflight} in flight, `
+      + `${soak.measureMs / 1000} s, ${soak.progress} progress event per command`, '');
+    out.push(closedRows(peerIds, results, ['soak'], steps));
+    out.push('', table(['peer', 'server RSS at start KiB', 'at end KiB', 'drift %'],
+      peerIds.map((id) => {
+        const r = results[id].soak?.[0];
+        return [LABELS[id], r?.serverRssStartKiB ?? 'n/a', r?.serverRssKiB ?? 'n/a',
+          r ? fmt((100 * (r.serverRssKiB - r.serverRssStartKiB)) / r.serverRssStartKiB, 1) : 'n/a'];
+      })));
+  }
+
+  // Summary: peak closed-loop throughput is the headline number.
+  const peak = (id) => {
+    const runs = byGroup('w2').map((s) => median(results[id]?.[s], 'cmdPerSec')).filter(Boolean);
+    return runs.sort((a, b) => b.cmdPerSec - a.cmdPerSec)[0] ?? null;
+  };
+  const refPeak = peak(REF);
+  out.push('', '## Summary', '');
+  out.push(table(['peer', 'peak cmd/s (W2)', 'vs relay', 'p99 at peak ms', 'W1 p50 ms',
+    'server µs/cmd at peak', 'KiB per idle conn', 'conn/s'], peerIds.map((id) => {
+    const p = peak(id);
+    const w1r = median(results[id].w1, 'cmdPerSec');
+    const ir = median(results[id].idle, 'connPerSec');
+    return [LABELS[id], fmt(p?.cmdPerSec), ratio(p?.cmdPerSec, refPeak?.cmdPerSec), fmt(p?.p99, 2),
+      fmt(w1r?.p50, 2), fmt(p?.serverCpuUsPerCmd), fmt(ir?.kibPerConn, 1), fmt(ir?.connPerSec)];
+  })));
+
+  for (const { peer, files } of profiles) {
+    for (const { name, file } of files) {
+      const s = summarizeProfile(file);
+      out.push('', `## py-spy: ${LABELS[peer]}, ${name} (${s.total} samples, W2 at 4 in flight)`, '');
+      out.push(table(['self %', 'function', 'inclusive %', 'function'], s.self.map((x, i) => [
+        fmt(x.pct, 1), `\`${x.frame}\``, fmt(s.inclusive[i]?.pct, 1),
+        `\`${s.inclusive[i]?.frame ?? ''}\``])));
+    }
+  }
+
+  const hubPeak = peak('hub-services');
+  const line = hubPeak && refPeak ? (hubPeak.cmdPerSec / refPeak.cmdPerSec).toFixed(2) : 'n/a';
+  out.push('', `ratio hub-services/node-relay throughput: ${line}`, '');
+  return out.join('\n');
+}

@@ -1,0 +1,231 @@
+// `make bench`: runs the peers side by side on the same workloads, interleaved, and prints a
+// markdown table with every peer's ratio to the Node relay, ending with the line
+// `ratio hub-services/node-relay throughput: X.XX`.
+//
+//   node bench/run.mjs [--profile smoke|short|soak] [--peers a,b,...] [--rounds N]
+//                      [--unpinned] [--py-spy] [--soak-seconds S] [--out DIR]
+//
+// Peers: hub-aio (semantest-server, in-process bus), hub-services (semantest-auth, -router,
+// -gateway over Redis), node-relay (socket.io + @socket.io/redis-adapter, two processes),
+// stream-relay (raw WebSocket + Redis streams, no Socket.IO). Pinned (default): every server
+// process of a peer, its Redis included, on CPU 0 and the load generator on CPU 1, so each peer
+// gets one core. All traffic stays on 127.0.0.1; every process started here is stopped at the end.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { peerDefinitions } from './lib/peers.mjs';
+import { ProcessGroup, processTree, sleep } from './lib/procs.mjs';
+import { renderReport } from './lib/report.mjs';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.dirname(BENCH);
+
+const { values: opt } = parseArgs({
+  options: {
+    profile: { type: 'string', default: 'short' },
+    peers: { type: 'string', default: 'hub-aio,hub-services,node-relay,stream-relay' },
+    rounds: { type: 'string' },
+    unpinned: { type: 'boolean', default: false },
+    'py-spy': { type: 'boolean', default: false },
+    'soak-seconds': { type: 'string', default: '300' },
+    out: { type: 'string', default: path.join(BENCH, 'results') },
+  },
+});
+
+const W2 = (inflight, measureMs) => ({
+  id: `w2-k${inflight}`, group: 'w2', mode: 'closed', clients: 100, extensions: 10, inflight,
+  warmupMs: 1500, measureMs,
+});
+const PROFILES = {
+  smoke: {
+    rounds: 1,
+    steps: [
+      { id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1,
+        warmupMs: 300, measureMs: 700 },
+      { id: 'w2-k2', group: 'w2', mode: 'closed', clients: 4, extensions: 2, inflight: 2,
+        progress: 1, warmupMs: 300, measureMs: 700 },
+      { id: 'idle', group: 'idle', mode: 'idle', connections: 20, concurrency: 10, settleMs: 300 },
+    ],
+  },
+  short: {
+    rounds: 1,
+    steps: [
+      { id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1,
+        warmupMs: 1000, measureMs: 4000 },
+      W2(1, 4000), W2(2, 4000), W2(4, 4000), W2(8, 4000),
+      { id: 'idle', group: 'idle', mode: 'idle', connections: 1000, concurrency: 100,
+        settleMs: 2000 },
+    ],
+  },
+  soak: {
+    rounds: 3,
+    steps: [
+      { id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1,
+        warmupMs: 2000, measureMs: 15000 },
+      W2(1, 10000), W2(2, 10000), W2(4, 10000), W2(8, 10000),
+      { id: 'idle', group: 'idle', mode: 'idle', connections: 1000, concurrency: 100,
+        settleMs: 5000 },
+    ],
+    finalSteps: [
+      { id: 'soak', group: 'soak', mode: 'closed', clients: 100, extensions: 10, inflight: 2,
+        progress: 1, warmupMs: 3000, measureMs: Number(opt['soak-seconds']) * 1000 },
+    ],
+  },
+};
+
+const profile = PROFILES[opt.profile];
+if (!profile) throw new Error(`unknown --profile ${opt.profile}`);
+const rounds = Number(opt.rounds ?? profile.rounds);
+const peerIds = opt.peers.split(',').filter(Boolean);
+const serverCpus = opt.unpinned ? null : '0';
+const loadgenCpus = opt.unpinned ? null : '1';
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const outDir = path.join(opt.out, stamp);
+const group = new ProcessGroup(path.join(outDir, 'logs'));
+
+// Stop everything we started, whatever ends this process.
+let stopping = false;
+async function shutdown(code) {
+  if (stopping) return;
+  stopping = true;
+  await group.stop();
+  process.exit(code);
+}
+process.on('exit', () => group.killSync('SIGKILL'));
+process.on('SIGINT', () => shutdown(130));
+process.on('SIGTERM', () => shutdown(143));
+process.on('uncaughtException', (err) => { console.error(err); shutdown(1); });
+process.on('unhandledRejection', (err) => { console.error(err); shutdown(1); });
+const budgetMs = opt.profile === 'soak'
+  ? (rounds * 8 + (Number(opt['soak-seconds']) + 30) / 60 * peerIds.length + 10) * 60000
+  : 15 * 60000;
+setTimeout(() => { console.error('bench: time budget exceeded'); shutdown(2); }, budgetMs).unref();
+
+/** Runs one loadgen step against a started peer; returns its parsed RESULT. */
+function runStep(peer, step) {
+  const pids = processTree(peer.rootPids);
+  const cfg = {
+    ...step, transport: peer.transport, clientUrl: peer.clientUrl, extUrl: peer.extUrl, pids,
+  };
+  const argv = [path.join(BENCH, 'loadgen.mjs'), JSON.stringify(cfg)];
+  const [file, args] = loadgenCpus ? ['taskset', ['-c', loadgenCpus, process.execPath, ...argv]]
+    : [process.execPath, argv];
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: BENCH, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      if (line) resolve(JSON.parse(line.slice(7)));
+      else reject(new Error(`loadgen ${peer.id}/${step.id} exited ${code}: ${err.slice(-2000)}`));
+    });
+  });
+}
+
+/** py-spy on every Python process of the peer while it serves a W2 load. */
+async function profilePeer(peer) {
+  const pyspy = path.join(ROOT, '.venv/bin/py-spy');
+  if (!fs.existsSync(pyspy)) throw new Error('py-spy missing: bash bench/bench.sh installs it');
+  const pids = processTree(peer.rootPids).filter((pid) => {
+    try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('python'); } catch { return false; }
+  });
+  const seconds = 8;
+  const step = { ...W2(4, (seconds + 2) * 1000), id: 'profile' };
+  const load = runStep(peer, step);
+  await sleep(step.warmupMs + 500);
+  const files = [];
+  await Promise.all(pids.map((pid) => new Promise((resolve) => {
+    const name = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
+      .map((a) => path.basename(a)).slice(1, 3).join('-');
+    const file = path.join(outDir, `profile-${peer.id}-${name}-${pid}.txt`);
+    files.push({ pid, name, file });
+    const args = ['record', '--pid', String(pid), '--duration', String(seconds), '--rate', '250',
+      '--nonblocking', '--format', 'raw', '--output', file];
+    const [cmd, argv] = loadgenCpus ? ['taskset', ['-c', loadgenCpus, pyspy, ...args]] : [pyspy, args];
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr.on('data', (d) => process.stderr.write(d));
+    child.on('exit', resolve);
+  })));
+  await load;
+  return files.filter((f) => fs.existsSync(f.file));
+}
+
+function versions() {
+  const py = path.join(ROOT, '.venv/bin/python');
+  const pick = (cmd, args) => {
+    try { return execFileSync(cmd, args, { cwd: ROOT }).toString().trim(); } catch { return 'n/a'; }
+  };
+  const pkg = (name) => {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(BENCH, 'node_modules', name, 'package.json'))).version;
+    } catch { return 'n/a'; }
+  };
+  return {
+    date: new Date().toISOString(),
+    git: pick('git', ['rev-parse', '--short', 'HEAD']),
+    cpu: os.cpus()[0]?.model, cores: os.cpus().length,
+    memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(),
+    node: process.version,
+    python: pick(py, ['-c', 'import sys; print(sys.version.split()[0])']),
+    pythonPackages: pick(py, ['-c', 'from importlib.metadata import version as v; print(", ".join('
+      + 'f"{n} {v(n)}" for n in ("python-socketio", "python-engineio", "aiohttp", "uvloop", '
+      + '"redis", "hiredis", "orjson")))']),
+    nodePackages: ['socket.io', 'socket.io-client', '@socket.io/redis-adapter', 'redis', 'ws']
+      .map((n) => `${n} ${pkg(n)}`).join(', '),
+    redis: pick('redis-server', ['--version']).split(' ').find((w) => w.startsWith('v=')),
+    pinned: !opt.unpinned,
+  };
+}
+
+const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus });
+for (const id of peerIds) if (!defs[id]) throw new Error(`unknown peer ${id}`);
+const started = [];
+for (const id of peerIds) {
+  process.stderr.write(`starting ${id}\n`);
+  started.push(await defs[id].start());
+}
+
+const results = Object.fromEntries(peerIds.map((id) => [id, {}]));
+const t0 = Date.now();
+const record = (peer, step, res) => {
+  (results[peer.id][step.id] ??= []).push(res);
+  const brief = step.mode === 'idle'
+    ? `${res.connPerSec.toFixed(0)} conn/s ${res.kibPerConn?.toFixed(1)} KiB/conn`
+    : `${res.cmdPerSec.toFixed(0)} cmd/s p50 ${res.p50?.toFixed(2)} ms p99 ${res.p99?.toFixed(2)} ms`
+      + ` errors ${JSON.stringify(res.errors)} server ${res.serverCpuPct.toFixed(0)}%`
+      + ` loadgen ${res.loadgenCpuPct.toFixed(0)}%`;
+  process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${peer.id} ${step.id}: ${brief}\n`);
+};
+for (let r = 0; r < rounds; r++) {
+  for (const step of profile.steps) {
+    for (let i = 0; i < started.length; i++) {
+      const peer = started[(i + r) % started.length];
+      record(peer, step, await runStep(peer, step));
+    }
+  }
+}
+for (const step of profile.finalSteps ?? []) {
+  for (const peer of started) record(peer, step, await runStep(peer, step));
+}
+const profiles = [];
+if (opt['py-spy']) {
+  for (const peer of started.filter((p) => p.id.startsWith('hub'))) {
+    process.stderr.write(`profiling ${peer.id}\n`);
+    profiles.push({ peer: peer.id, files: await profilePeer(peer) });
+  }
+}
+await group.stop();
+
+const info = versions();
+const report = renderReport({ info, profile: opt.profile, rounds, steps: [...profile.steps,
+  ...(profile.finalSteps ?? [])], peerIds, results, profiles });
+fs.mkdirSync(outDir, { recursive: true });
+fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ info, results }, null, 1));
+fs.writeFileSync(path.join(outDir, 'report.md'), report);
+process.stdout.write(report);
+process.exit(0);
