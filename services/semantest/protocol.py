@@ -104,6 +104,24 @@ DELIVER_TO_EXTENSION = "extension"
 DELIVER_HTTP_REPLY = "http.reply"
 
 
+ECHOED = ("correlationId", "sessionId")
+"""Command fields that every progress and result of the command carries back."""
+
+
+def echo(command: dict[str, object]) -> dict[str, object]:
+    return {key: command[key] for key in ECHOED if key in command}
+
+
+def progress_event(command: dict[str, object], report: dict[str, object]) -> dict[str, object]:
+    """The `progress` a client sees for an extension's report on `command`."""
+    event = {"id": command["id"], "percent": report["percent"]}
+    for key in ("message", "data"):
+        if key in report:
+            event[key] = report[key]
+    event.update(echo(command))
+    return event
+
+
 # --- store keys ---------------------------------------------------------------------------
 
 

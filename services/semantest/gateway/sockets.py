@@ -76,6 +76,9 @@ class GatewaySockets:
         self.inbox = p.gateway_inbox(gateway_id)
         self.verifier = Verifier(settings, bus.store)
         self.connections = Connections()
+        # Commands this gateway's extensions are running, and where they came from: progress
+        # goes straight back to the origin, ahead of the result, which passes the router.
+        self.running: dict[tuple[str, str, str], tuple[Message, Message]] = {}
         self.status = StatusReport(bus.store, self.connections)
         cors = settings.effective_cors
         self.sio = socketio.AsyncServer(
@@ -166,6 +169,8 @@ class GatewaySockets:
                 await self.bus.store.delete(key)
             await self.bus.publish(p.COMMANDS, {
                 "k": p.KIND_EXTENSION_DOWN, "tenant": tenant, "ext": connection.extension_id})
+            for key in [k for k in self.running if k[:2] == (tenant, connection.extension_id)]:
+                del self.running[key]
 
     async def refresh_registry(self) -> None:
         """Keep this gateway's extensions alive in the registry (their records expire)."""
@@ -239,14 +244,24 @@ class GatewaySockets:
             "ext": connection.extension_id, "data": data})
         return {"id": data["id"], "accepted": True}
 
+    def _running_key(self, connection: Connection, command_id: str) -> tuple[str, str, str]:
+        return (connection.principal.tenant, connection.extension_id or "", command_id)
+
     async def progress(self, connection: Connection, data: Any) -> Message:
-        report = events.parse(events.Progress, data)
-        return await self._report(connection, p.KIND_PROGRESS,
-                                  report.model_dump(exclude_none=True))
+        report = events.parse(events.Progress, data).model_dump(exclude_none=True)
+        running = self.running.get(self._running_key(connection, report["id"]))
+        if running is None:  # e.g. reported after a reconnect: the router knows the origin
+            return await self._report(connection, p.KIND_PROGRESS, report)
+        origin, command = running
+        await self.bus.publish(p.gateway_inbox(origin["gw"]), {
+            "t": p.DELIVER_TO_SOCKET, "sid": origin["sid"], "event": "progress",
+            "data": p.progress_event(command, report)})
+        return {"id": report["id"], "accepted": True}
 
     async def result(self, connection: Connection, data: Any) -> Message:
-        report = events.parse(events.Result, data)
-        return await self._report(connection, p.KIND_RESULT, report.model_dump(exclude_none=True))
+        report = events.parse(events.Result, data).model_dump(exclude_none=True)
+        self.running.pop(self._running_key(connection, report["id"]), None)
+        return await self._report(connection, p.KIND_RESULT, report)
 
     async def ping(self, connection: Connection, data: Any) -> Message:
         sent = data.get("timestamp") if isinstance(data, dict) else data
@@ -269,6 +284,11 @@ class GatewaySockets:
             sid = message["sid"]
         elif kind == p.DELIVER_TO_EXTENSION:
             sid = self.connections.extension_sid(message["tenant"], message["ext"])
+            key = (message["tenant"], message["ext"], message["data"]["id"])
+            if message["event"] == "command" and sid is not None and "origin" in message:
+                self.running[key] = (message["origin"], message["data"])
+            elif message["event"] == "cancel":
+                self.running.pop(key, None)
         else:
             return
         if sid is not None and sid in self.connections.by_sid:

@@ -43,15 +43,17 @@ class CommandRouter:
             {"t": p.DELIVER_TO_SOCKET, "sid": origin["sid"], "event": event, "data": data},
         )
 
-    async def to_extension(self, tenant: str, extension_id: str, event: str, data: Message) -> None:
+    async def to_extension(self, tenant: str, extension_id: str, event: str, data: Message,
+                           origin: Message | None = None) -> None:
+        """Deliver to an extension; with `origin`, its gateway may route progress straight back."""
         record = await self.store.get(p.extension_key(tenant, extension_id))
         if record is None:
             return
-        await self.bus.publish(
-            p.gateway_inbox(record["gw"]),
-            {"t": p.DELIVER_TO_EXTENSION, "tenant": tenant, "ext": extension_id,
-             "event": event, "data": data},
-        )
+        delivery = {"t": p.DELIVER_TO_EXTENSION, "tenant": tenant, "ext": extension_id,
+                    "event": event, "data": data}
+        if origin is not None:
+            delivery["origin"] = origin
+        await self.bus.publish(p.gateway_inbox(record["gw"]), delivery)
 
     async def refuse(self, origin: Message, code: p.ErrorCode, message: str, **extra: Any) -> None:
         await self.to_socket(origin, "error", {"code": code.value, "message": message, **extra})
@@ -102,7 +104,7 @@ class CommandRouter:
         await self.store.put(key, state, ttl_ms=self._ttl(state))
         await self.store.incr(p.extension_load_key(tenant, extension_id))
         await self.store.add(p.extension_commands_key(tenant, extension_id), state["id"])
-        await self.to_extension(tenant, extension_id, "command", command)
+        await self.to_extension(tenant, extension_id, "command", command, state["origin"])
 
     @staticmethod
     def _ttl(state: Message) -> int:
@@ -112,13 +114,8 @@ class CommandRouter:
         state = await self._assigned(message)
         if state is None:
             return
-        report = message["data"]
-        progress = {"id": state["id"], "percent": report["percent"]}
-        for field in ("message", "data"):
-            if field in report:
-                progress[field] = report[field]
-        progress.update(self._echo(state))
-        await self.to_socket(state["origin"], "progress", progress)
+        await self.to_socket(state["origin"], "progress",
+                             p.progress_event(state["cmd"], message["data"]))
 
     async def on_result(self, message: Message) -> None:
         state = await self._assigned(message)
@@ -174,7 +171,7 @@ class CommandRouter:
             result["data"] = data
         if error is not None:
             result["error"] = error
-        result.update(self._echo(state))
+        result.update(p.echo(state["cmd"]))
         result["metadata"] = {"duration": finished - state["accepted"], "timestamp": finished,
                               "extension": state.get("ext") or ""}
         previous = state["status"]
@@ -194,11 +191,6 @@ class CommandRouter:
         if previous == "dispatched":
             await self.drain_queue(tenant)
         return True
-
-    @staticmethod
-    def _echo(state: Message) -> Message:
-        command = state["cmd"]
-        return {key: command[key] for key in ("correlationId", "sessionId") if key in command}
 
     # --- schedules ---------------------------------------------------------------------------
 
