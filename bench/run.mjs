@@ -106,7 +106,7 @@ setTimeout(() => { console.error('bench: time budget exceeded'); shutdown(2); },
 
 /** Runs one loadgen step against a started peer; returns its parsed RESULT. */
 function runStep(peer, step) {
-  const pids = processTree(peer.rootPids);
+  const pids = processTree(peer.recs.map((rec) => rec.child.pid));
   const cfg = {
     ...step, transport: peer.transport, clientUrl: peer.clientUrl, extUrl: peer.extUrl, pids,
   };
@@ -121,7 +121,9 @@ function runStep(peer, step) {
     child.stderr.on('data', (d) => { err += d; });
     child.on('exit', (code) => {
       const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (line) resolve(JSON.parse(line.slice(7)));
+      const dead = peer.recs.filter((rec) => rec.exited).map((rec) => rec.log);
+      if (dead.length) reject(new Error(`${peer.id} lost a process during ${step.id}; see ${dead}`));
+      else if (line) resolve(JSON.parse(line.slice(7)));
       else reject(new Error(`loadgen ${peer.id}/${step.id} exited ${code}: ${err.slice(-2000)}`));
     });
   });
@@ -131,7 +133,7 @@ function runStep(peer, step) {
 async function profilePeer(peer) {
   const pyspy = path.join(ROOT, '.venv/bin/py-spy');
   if (!fs.existsSync(pyspy)) throw new Error('py-spy missing: bash bench/bench.sh installs it');
-  const pids = processTree(peer.rootPids).filter((pid) => {
+  const pids = processTree(peer.recs.map((rec) => rec.child.pid)).filter((pid) => {
     try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('python'); } catch { return false; }
   });
   const seconds = 8;

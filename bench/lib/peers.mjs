@@ -1,5 +1,5 @@
 // The four benchmark peers: how each one is started on free loopback ports, how we know it
-// serves, which URLs its clients and extensions use, and which processes count as its server.
+// serves, which URLs its clients and extensions use, and which processes (`recs`) are its server.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,8 @@ export const HUB_ENV = {
 export function peerDefinitions({ root, bench, group, serverCpus }) {
   const venv = path.join(root, '.venv/bin');
   const opts = (env = {}) => ({ env, cpus: serverCpus, cwd: root });
+  // The hub reads ./config.json when present: run it where there is none.
+  const hubOpts = (env) => ({ ...opts({ ...HUB_ENV, ...env }), cwd: group.logDir });
 
   async function redis(name) {
     const port = await freePort();
@@ -39,38 +41,35 @@ export function peerDefinitions({ root, bench, group, serverCpus }) {
 
   return {
     'hub-aio': {
-      label: 'hub all-in-one',
       async start() {
         const port = await freePort();
         const rec = group.start('hub-aio', hubBinary('semantest-server'), [],
-          opts({ ...HUB_ENV, PORT: String(port) }));
+          hubOpts({ PORT: String(port) }));
         await served(rec, port);
         const url = `http://127.0.0.1:${port}`;
         return { id: 'hub-aio', transport: 'sio', clientUrl: url, extUrl: url,
-          rootPids: [rec.child.pid] };
+          recs: [rec] };
       },
     },
     'hub-services': {
-      label: 'hub services over Redis',
       async start() {
         const r = await redis('hub-services');
-        const env = { ...HUB_ENV, REDIS_URL: `redis://127.0.0.1:${r.port}/0` };
-        const auth = group.start('hub-auth', hubBinary('semantest-auth'), [], opts(env));
-        const router = group.start('hub-router', hubBinary('semantest-router'), [], opts(env));
-        const port = await freePort();
-        const gateway = group.start('hub-gateway', hubBinary('semantest-gateway'), [],
-          opts({ ...env, PORT: String(port) }));
-        await served(gateway, port);
-        for (const rec of [auth, router]) {
-          if (rec.exited) throw new Error(`${rec.name} exited; see ${rec.log}`);
+        const env = { REDIS_URL: `redis://127.0.0.1:${r.port}/0` };
+        const recs = [];
+        let port;
+        for (const role of ['auth', 'router', 'gateway']) { // every role serves /health
+          port = await freePort();
+          const rec = group.start(`hub-${role}`, hubBinary(`semantest-${role}`), [],
+            hubOpts({ ...env, PORT: String(port) }));
+          await served(rec, port);
+          recs.push(rec);
         }
         const url = `http://127.0.0.1:${port}`;
         return { id: 'hub-services', transport: 'sio', clientUrl: url, extUrl: url,
-          rootPids: [r.rec, auth, router, gateway].map((x) => x.child.pid) };
+          recs: [r.rec, ...recs] };
       },
     },
     'node-relay': {
-      label: 'Node socket.io relay',
       async start() {
         const r = await redis('node-relay');
         const nodes = [];
@@ -79,16 +78,14 @@ export function peerDefinitions({ root, bench, group, serverCpus }) {
           const rec = group.start(name, process.execPath, [
             path.join(bench, 'node_relay.mjs'), '--port', String(port), '--redis-port',
             String(r.port)], opts());
-          await group.waitLog(rec, 'READY', 15000);
           await served(rec, port);
           nodes.push({ rec, url: `http://127.0.0.1:${port}` });
         }
         return { id: 'node-relay', transport: 'sio', clientUrl: nodes[0].url,
-          extUrl: nodes[1].url, rootPids: [r.rec, ...nodes.map((n) => n.rec)].map((x) => x.child.pid) };
+          extUrl: nodes[1].url, recs: [r.rec, ...nodes.map((n) => n.rec)] };
       },
     },
     'stream-relay': {
-      label: 'raw stream relay',
       async start() {
         const r = await redis('stream-relay');
         const script = path.join(bench, 'stream_relay.py');
@@ -101,7 +98,7 @@ export function peerDefinitions({ root, bench, group, serverCpus }) {
         await served(gateway, port);
         const url = `ws://127.0.0.1:${port}`;
         return { id: 'stream-relay', transport: 'ws', clientUrl: url, extUrl: url,
-          rootPids: [r.rec, router, gateway].map((x) => x.child.pid) };
+          recs: [r.rec, router, gateway] };
       },
     },
   };

@@ -87,7 +87,8 @@ export async function waitHttp(url, timeoutMs, alive = () => true) {
   throw new Error(`${url} did not answer within ${timeoutMs} ms`);
 }
 
-/** Starts and tracks child processes; stop() ends them all (process group SIGTERM, then KILL). */
+/** Starts and tracks child processes (pids listed in logDir/pids.txt); stop() ends them all
+ * (process group SIGTERM, then KILL). */
 export class ProcessGroup {
   constructor(logDir) {
     this.logDir = logDir;
@@ -104,6 +105,7 @@ export class ProcessGroup {
       cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd],
     });
     fs.closeSync(fd);
+    fs.appendFileSync(path.join(this.logDir, 'pids.txt'), `${child.pid} ${name}\n`);
     const rec = { name, child, log, exited: false };
     child.on('exit', () => { rec.exited = true; });
     this.children.push(rec);
