@@ -302,13 +302,27 @@ async def test_garbage_gets_errors_and_disturbs_no_one(hub_url: str, peers: list
     assert (await bystander.call("ping"))["serverTime"] > 0
 
 
-async def test_oversized_frame_drops_only_the_sender(hub_url: str, peers: list[Peer]) -> None:
+async def test_payload_over_max_payload_is_refused_and_the_sender_stays(
+    hub_url: str, peers: list[Peer]
+) -> None:
+    client = await connect(hub_url, auth={"apiKey": KEY})
+    peers.append(client)
+    answer = await client.call("command", {"type": "X", "blob": "x" * 2_000_000})
+    assert answer["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert answer["error"]["event"] == "command"
+    assert (await client.next("error"))["code"] == "PAYLOAD_TOO_LARGE"
+    assert client.sio.connected
+    assert (await client.call("ping"))["serverTime"] > 0
+
+
+async def test_frame_far_beyond_the_limit_drops_only_the_sender(hub_url: str,
+                                                                peers: list[Peer]) -> None:
     bystander = await connect(hub_url, auth={"apiKey": KEY})
     attacker = await connect(hub_url, auth={"apiKey": KEY})
     peers.extend([bystander, attacker])
     gone = asyncio.Event()
     attacker.sio.on("disconnect", lambda *_: gone.set())
-    await attacker.emit("command", {"type": "X", "blob": "x" * 2_000_000})
+    await attacker.emit("command", {"type": "X", "blob": "x" * 5_000_000})
     await asyncio.wait_for(gone.wait(), 10)
     assert (await bystander.call("ping"))["serverTime"] > 0
     again = await connect(hub_url, auth={"apiKey": KEY})

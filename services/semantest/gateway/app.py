@@ -25,7 +25,7 @@ from semantest.telemetry import Metrics
 
 log = logging.getLogger("semantest.gateway")
 
-AUTH_REPLY_TIMEOUT_S = 10.0
+AUTH_REPLY_TIMEOUT_S = 5.0
 
 
 def error_response(status: int, code: ErrorCode, message: str) -> web.Response:

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 import socketio
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers.aiohttp import WebSocket
@@ -22,7 +21,7 @@ from semantest import protocol as p
 from semantest.bus.base import Bus, Delivery, Message
 from semantest.config import Settings
 from semantest.credentials import Verifier
-from semantest.gateway import events
+from semantest.gateway import codec, events
 from semantest.gateway.connections import Connection, Connections
 from semantest.gateway.status import StatusReport
 from semantest.protocol import ErrorCode, HubError, Role, Scope
@@ -32,18 +31,6 @@ log = logging.getLogger("semantest.gateway")
 
 REGISTRY_TTL_MS = 30_000
 REFRESH_S = 10.0
-
-
-class OrjsonCodec:
-    """python-socketio's `json=` hook; orjson is ~9x faster than the standard library."""
-
-    @staticmethod
-    def dumps(obj: Any, **_: Any) -> str:
-        return orjson.dumps(obj).decode()
-
-    @staticmethod
-    def loads(data: str | bytes, **_: Any) -> Any:
-        return orjson.loads(data)
 
 
 class UncompressedWebSocket(WebSocket):
@@ -83,12 +70,12 @@ class GatewaySockets:
         cors = settings.effective_cors
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
-            json=OrjsonCodec,
+            serializer=codec.packet_class(settings.websocket.max_payload),
             cors_allowed_origins=(cors.origin if cors else "*"),
             cors_credentials=bool(cors and cors.credentials),
             ping_interval=settings.websocket.ping_interval / 1000,
             ping_timeout=settings.websocket.ping_timeout / 1000,
-            max_http_buffer_size=settings.websocket.max_payload,
+            max_http_buffer_size=settings.websocket.max_payload * codec.TRANSPORT_LIMIT_FACTOR,
             http_compression=False,
         )
         self.sio.eio._async = {**self.sio.eio._async, "websocket": UncompressedWebSocket}
@@ -105,6 +92,7 @@ class GatewaySockets:
         for event, (role, handler) in handlers.items():
             self.sio.on(event, self._guarded(event, role, handler))
         self.sio.on("ping", self._guarded("ping", None, self.ping))
+        self.sio.on(codec.TOO_LARGE, self.on_too_large)
 
     # --- connecting ------------------------------------------------------------------------
 
@@ -214,6 +202,13 @@ class GatewaySockets:
         return await self.refuse(
             sid, event, HubError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event!r}"), data
         )
+
+    async def on_too_large(self, sid: str, data: Message) -> Message:
+        event = data.get("event") or "unknown"
+        limit = self.settings.websocket.max_payload
+        return await self.refuse(sid, event, HubError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"{event!r} payload is {data['size']} bytes; websocket.maxPayload is {limit}"), None)
 
     async def command(self, connection: Connection, data: Any) -> Message:
         command = events.parse(events.Command, data)

@@ -1,0 +1,52 @@
+"""Limits and missing services: MAX_CONNECTIONS, and a gateway whose auth service is away."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import Hubs, RedisServer
+from tests.e2e.conftest import KEY, Peer, connect, refused
+
+
+async def test_max_connections_refuses_the_next_one(hubs: Hubs, hub_config: dict[str, Any],
+                                                   peers: list[Peer]) -> None:
+    hub = hubs.start("semantest-server", env={"MAX_CONNECTIONS": "2"}, config=hub_config)
+    peers.append(await connect(hub.url, auth={"apiKey": KEY}))
+    peers.append(await connect(hub.url, auth={"apiKey": KEY}))
+    error = await refused(hub.url, auth={"apiKey": KEY})
+    assert error == {"message": "TOO_MANY_CONNECTIONS", "data": {
+        "code": "TOO_MANY_CONNECTIONS", "message": "this gateway is at MAX_CONNECTIONS"}}
+    await peers.pop().sio.disconnect()
+    peers.append(await connect(hub.url, auth={"apiKey": KEY}))  # a freed slot is usable again
+
+
+async def test_login_without_an_auth_service_is_unavailable(
+    hubs: Hubs, hub_config: dict[str, Any], redis_server: RedisServer
+) -> None:
+    env = {"REDIS_URL": redis_server.url, "REDIS_KEY_PREFIX": f"na{uuid.uuid4().hex[:6]}:"}
+    gateway = hubs.start("semantest-gateway", env=env, config=hub_config)
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{gateway.url}/auth/login", json={"username": "alice", "password": "x"}
+    ) as response:
+        assert response.status == 503
+        body = await response.json()
+    assert body["error"]["code"] == "UNAVAILABLE"
+
+
+async def test_health_is_unhealthy_when_redis_is_gone(hubs: Hubs, hub_config: dict[str, Any],
+                                                     tmp_path: Any) -> None:
+    from tests.conftest import free_port
+
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    gateway = hubs.start("semantest-gateway", env=env, config=hub_config)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.url}/health") as response:
+            assert response.status == 503
+            assert (await response.json())["redis"] == "disconnected"
+        async with http.get(f"{gateway.url}/health/ready") as response:
+            assert response.status == 503
+        async with http.get(f"{gateway.url}/health/live") as response:
+            assert response.status == 200
