@@ -115,6 +115,12 @@ class Websocket(Section):
     ping_interval: int = Field(25000, ge=1000)
     ping_timeout: int = Field(60000, ge=1000)
     max_payload: int = Field(1_048_576, ge=1024)
+    max_subscriptions: int = Field(1000, ge=1, description="channels per connection")
+    max_sessions: int = Field(100, ge=1, description="sessions per connection")
+
+
+class Channels(Section):
+    history: int = Field(1000, ge=0, description="messages kept per channel for `since`")
 
 
 class Commands(Section):
@@ -151,6 +157,7 @@ class Settings(Section):
     redis: Redis = Redis()
     websocket: Websocket = Websocket()
     commands: Commands = Commands()
+    channels: Channels = Channels()
     rate_limiting: RateLimiting = RateLimiting()
     cors: Cors | None = None
     scaling: Scaling = Scaling()

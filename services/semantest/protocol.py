@@ -102,6 +102,18 @@ KIND_EXTENSION_DOWN = "extension.down"
 DELIVER_TO_SOCKET = "socket"
 DELIVER_TO_EXTENSION = "extension"
 DELIVER_HTTP_REPLY = "http.reply"
+DELIVER_TO_CHANNEL = "channel"
+
+
+# --- sessions and channels ----------------------------------------------------------------
+
+READ = "read"
+WRITE = "write"
+PERMISSIONS = (READ, WRITE)
+SYSTEM_CHANNELS = frozenset({"downloads", "errors"})
+"""Channels the hub publishes on; clients may subscribe but never publish there."""
+CHANNEL_NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
+SYSTEM_PUBLISHER = "semantest"
 
 
 ECHOED = ("correlationId", "sessionId")
@@ -157,16 +169,53 @@ def revoked_token_key(jti: str) -> str:
     return f"revoked:{jti}"
 
 
+def session_key(tenant: str, session_id: str) -> str:
+    """The session record: name, owner, persistence."""
+    return f"session:{tenant}:{session_id}"
+
+
+def session_rights_key(tenant: str, session_id: str, subject: str) -> str:
+    """What one member (a principal's subject) may do in a session."""
+    return f"session-rights:{tenant}:{session_id}:{subject}"
+
+
+def session_members_key(tenant: str, session_id: str) -> str:
+    """Every subject that holds rights in a session (to clean up when it ends)."""
+    return f"session-members:{tenant}:{session_id}"
+
+
+def session_sockets_key(tenant: str, session_id: str) -> str:
+    """The sockets attached to a session now, as `gateway\x1fsid\x1fpermissions`."""
+    return f"session-sockets:{tenant}:{session_id}"
+
+
+def session_affinity_key(tenant: str, session_id: str) -> str:
+    """The extension a session's commands stick to."""
+    return f"session-ext:{tenant}:{session_id}"
+
+
+def channel_stream(tenant: str, channel: str) -> str:
+    """A channel's messages; the entry id is the message offset, the stream its history."""
+    return f"chan:{tenant}:{channel}"
+
+
+def channel_gateways_key(tenant: str, channel: str) -> str:
+    """Gateways with subscribers on a channel: the only ones a publish is fanned out to."""
+    return f"chan-gws:{tenant}:{channel}"
+
+
 DEADLINES = "deadlines"
 """Scheduled set of `tenant\x1fcommand id` by deadline (epoch ms)."""
+BUSY_EXTENSIONS = "busy-exts"
+"""`tenant\x1fextension id` of extensions that were given work: swept for vanished gateways."""
 GRACE = "grace"
 """Scheduled set of `tenant\x1fextension id` by the end of its reconnect grace period."""
 
 
-def pair(a: str, b: str) -> str:
-    return f"{a}\x1f{b}"
+def pair(*parts: str) -> str:
+    """Several names in one set or schedule member (unit separator between them)."""
+    return "\x1f".join(parts)
 
 
-def unpair(member: str) -> tuple[str, str]:
-    a, _, b = member.partition("\x1f")
-    return a, b
+def unpair(member: str) -> list[str]:
+    return member.split("\x1f")

@@ -74,8 +74,8 @@ class Store(abc.ABC):
     async def members(self, key: str) -> set[str]: ...
 
     @abc.abstractmethod
-    async def schedule(self, key: str, member: str, at: float) -> None:
-        """Put `member` in the schedule `key` at time `at` (a score; we use epoch ms)."""
+    async def schedule(self, key: str, member: str, at: float, keep: bool = False) -> None:
+        """Put `member` in the schedule `key` at `at` (epoch ms); `keep` leaves a set time."""
 
     @abc.abstractmethod
     async def unschedule(self, key: str, member: str) -> bool:

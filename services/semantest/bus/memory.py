@@ -126,8 +126,10 @@ class InProcessStore(Store):
     async def members(self, key: str) -> set[str]:
         return set(self._sets.get(key, ()))
 
-    async def schedule(self, key: str, member: str, at: float) -> None:
-        self._schedules.setdefault(key, {})[member] = at
+    async def schedule(self, key: str, member: str, at: float, keep: bool = False) -> None:
+        schedule = self._schedules.setdefault(key, {})
+        if not (keep and member in schedule):
+            schedule[member] = at
 
     async def unschedule(self, key: str, member: str) -> bool:
         return self._schedules.get(key, {}).pop(member, None) is not None

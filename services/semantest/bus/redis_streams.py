@@ -83,8 +83,8 @@ class RedisStore(Store):
     async def members(self, key: str) -> set[str]:
         return {member.decode() for member in await self._redis.smembers(self._k(key))}
 
-    async def schedule(self, key: str, member: str, at: float) -> None:
-        await self._redis.zadd(self._k(key), {member: at})
+    async def schedule(self, key: str, member: str, at: float, keep: bool = False) -> None:
+        await self._redis.zadd(self._k(key), {member: at}, nx=keep)
 
     async def unschedule(self, key: str, member: str) -> bool:
         return bool(await self._redis.zrem(self._k(key), member))

@@ -14,6 +14,9 @@ class Connection:
     role: Role
     extension_id: str | None = None
     record: dict[str, object] = field(default_factory=dict)
+    sessions: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """Session id → (its entry in the session's socket set, this socket's permissions)."""
+    channels: set[str] = field(default_factory=set)
 
 
 class Connections:

@@ -22,8 +22,11 @@ from semantest.bus.base import Bus, Delivery, Message
 from semantest.config import Settings
 from semantest.credentials import Verifier
 from semantest.gateway import codec, events
+from semantest.gateway.channels import Channels
 from semantest.gateway.connections import Connection, Connections
+from semantest.gateway.sessions import Sessions
 from semantest.gateway.status import StatusReport
+from semantest.outbox import Outbox
 from semantest.protocol import ErrorCode, HubError, Role, Scope
 from semantest.telemetry import Metrics
 
@@ -79,19 +82,30 @@ class GatewaySockets:
             http_compression=False,
         )
         self.sio.eio._async = {**self.sio.eio._async, "websocket": UncompressedWebSocket}
+        self.outbox = Outbox(bus, settings.channels.history)
+        self.sessions = Sessions(settings, bus, gateway_id)
+        self.channels = Channels(settings, bus, self.outbox, self.sio, gateway_id)
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.on("*", self.on_unknown)
-        handlers: dict[str, tuple[Role, Handler]] = {
-            "command": (Role.CLIENT, self.command),
-            "cancel": (Role.CLIENT, self.cancel),
-            "status": (Role.CLIENT, self.report_status),
-            "progress": (Role.EXTENSION, self.progress),
-            "result": (Role.EXTENSION, self.result),
+        # event → (who may send it, handler, the event that carries the answer besides the ack)
+        handlers: dict[str, tuple[Role | None, Handler, str | None]] = {
+            "command": (Role.CLIENT, self.command, None),
+            "cancel": (Role.CLIENT, self.cancel, None),
+            "status": (Role.CLIENT, self.report_status, "status"),
+            "ping": (None, self.ping, "pong"),
+            "session:create": (Role.CLIENT, self.sessions.create, "session:created"),
+            "session:join": (Role.CLIENT, self.sessions.join, "session:joined"),
+            "session:share": (Role.CLIENT, self.sessions.share, "session:shared"),
+            "session:leave": (Role.CLIENT, self.sessions.leave, "session:left"),
+            "subscribe": (Role.CLIENT, self.channels.subscribe, "subscribed"),
+            "unsubscribe": (Role.CLIENT, self.channels.unsubscribe, "unsubscribed"),
+            "publish": (Role.CLIENT, self.channels.publish, None),
+            "progress": (Role.EXTENSION, self.progress, None),
+            "result": (Role.EXTENSION, self.result, None),
         }
-        for event, (role, handler) in handlers.items():
-            self.sio.on(event, self._guarded(event, role, handler))
-        self.sio.on("ping", self._guarded("ping", None, self.ping))
+        for event, (role, handler, reply) in handlers.items():
+            self.sio.on(event, self._guarded(event, role, handler, reply))
         self.sio.on(codec.TOO_LARGE, self.on_too_large)
 
     # --- connecting ------------------------------------------------------------------------
@@ -149,6 +163,9 @@ class GatewaySockets:
         if connection is None:
             return
         self.metrics.connections_active.add(-1, {"type": connection.role.value})
+        await self.channels.leave_all(connection)
+        for session_id in list(connection.sessions):
+            await self.sessions.detach(connection, session_id)
         if connection.role is Role.EXTENSION and connection.extension_id is not None:
             tenant = connection.principal.tenant
             key = p.extension_key(tenant, connection.extension_id)
@@ -170,7 +187,8 @@ class GatewaySockets:
 
     # --- events ------------------------------------------------------------------------------
 
-    def _guarded(self, event: str, role: Role | None, handler: Handler) -> Callable[..., Any]:
+    def _guarded(self, event: str, role: Role | None, handler: Handler,
+                 reply: str | None) -> Callable[..., Any]:
         async def guarded(sid: str, data: Any = None, *_: Any) -> Any:
             self.metrics.messages.add(1, {"direction": "inbound"})
             connection = self.connections.by_sid.get(sid)
@@ -179,7 +197,10 @@ class GatewaySockets:
                     raise HubError(ErrorCode.AUTH_REQUIRED, "not connected")
                 if role is not None and connection.role is not role:
                     raise HubError(ErrorCode.FORBIDDEN, f"{event!r} is for {role.value}s")
-                return await handler(connection, data)
+                answer = await handler(connection, data)
+                if reply is not None:
+                    await self.sio.emit(reply, answer, to=sid)
+                return answer
             except HubError as exc:
                 return await self.refuse(sid, event, exc, data)
             except Exception:
@@ -212,6 +233,10 @@ class GatewaySockets:
 
     async def command(self, connection: Connection, data: Any) -> Message:
         command = events.parse(events.Command, data)
+        if command.session_id is not None:
+            held = await self.sessions.permissions(connection, command.session_id)
+            if p.WRITE not in held:
+                raise HubError(ErrorCode.FORBIDDEN, "sending in this session needs 'write'")
         limits = self.settings.commands
         timeout = min(command.timeout or limits.timeout, limits.max_timeout)
         payload = dict(data)
@@ -248,9 +273,11 @@ class GatewaySockets:
         if running is None:  # e.g. reported after a reconnect: the router knows the origin
             return await self._report(connection, p.KIND_PROGRESS, report)
         origin, command = running
-        await self.bus.publish(p.gateway_inbox(origin["gw"]), {
-            "t": p.DELIVER_TO_SOCKET, "sid": origin["sid"], "event": "progress",
-            "data": p.progress_event(command, report)})
+        event = p.progress_event(command, report)
+        await self.outbox.to_socket(origin, "progress", event)
+        if command.get("sessionId"):
+            await self.outbox.to_session(connection.principal.tenant, command["sessionId"],
+                                         "progress", event, skip=origin)
         return {"id": report["id"], "accepted": True}
 
     async def result(self, connection: Connection, data: Any) -> Message:
@@ -260,23 +287,22 @@ class GatewaySockets:
 
     async def ping(self, connection: Connection, data: Any) -> Message:
         sent = data.get("timestamp") if isinstance(data, dict) else data
-        pong = {"timestamp": sent if isinstance(sent, int | float | str) else None,
+        return {"timestamp": sent if isinstance(sent, int | float | str) else None,
                 "serverTime": int(time.time() * 1000)}
-        await self.sio.emit("pong", pong, to=connection.sid)
-        return pong
 
     async def report_status(self, connection: Connection, _: Any) -> Message:
-        status = await self.status.for_tenant(connection.principal.tenant)
-        await self.sio.emit("status", status, to=connection.sid)
-        return status
+        return await self.status.for_tenant(connection.principal.tenant)
 
     # --- deliveries from the bus --------------------------------------------------------------
 
     async def deliver(self, delivery: Delivery) -> None:
         message = delivery.message
         kind = message.get("t")
+        if kind == p.DELIVER_TO_CHANNEL:
+            await self.channels.deliver(message)
+            return
         if kind == p.DELIVER_TO_SOCKET:
-            sid = message["sid"]
+            sids = message["sids"]
         elif kind == p.DELIVER_TO_EXTENSION:
             sid = self.connections.extension_sid(message["tenant"], message["ext"])
             key = (message["tenant"], message["ext"], message["data"]["id"])
@@ -284,8 +310,10 @@ class GatewaySockets:
                 self.running[key] = (message["origin"], message["data"])
             elif message["event"] == "cancel":
                 self.running.pop(key, None)
+            sids = [sid]
         else:
             return
-        if sid is not None and sid in self.connections.by_sid:
-            self.metrics.messages.add(1, {"direction": "outbound"})
-            await self.sio.emit(message["event"], message["data"], to=sid)
+        for sid in sids:
+            if sid in self.connections.by_sid:
+                self.metrics.messages.add(1, {"direction": "outbound"})
+                await self.sio.emit(message["event"], message["data"], to=sid)

@@ -22,6 +22,7 @@ from semantest.telemetry import Metrics
 log = logging.getLogger("semantest.router")
 
 TICK_S = 0.1
+SWEEP_EVERY_TICKS = 20
 
 
 def _subject_of(delivery: Delivery) -> str:
@@ -81,13 +82,17 @@ class Router:
             await self.bus.ack(p.COMMANDS, p.ROUTER_GROUP, [d.id for d in batch])
 
     async def tick(self) -> None:
+        ticks = 0
         while True:
             try:
                 await self.commands.expire_deadlines()
                 await self.commands.expire_grace()
+                if ticks % SWEEP_EVERY_TICKS == 0:
+                    await self.commands.sweep_vanished_extensions()
             except Exception:
                 self.metrics.bus_errors.add(1, {"stream": "schedules"})
                 log.exception("schedule sweep failed")
+            ticks += 1
             await asyncio.sleep(TICK_S)
 
 

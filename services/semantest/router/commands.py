@@ -14,6 +14,7 @@ from typing import Any
 from semantest import protocol as p
 from semantest.bus.base import Bus, Message
 from semantest.config import Settings
+from semantest.outbox import Outbox
 from semantest.router.placement import Placement
 from semantest.telemetry import Metrics
 
@@ -34,14 +35,17 @@ class CommandRouter:
         self.metrics = metrics
         self.grace_ms = settings.commands.extension_grace
         self.placement = Placement(self.store)
+        self.outbox = Outbox(bus, settings.channels.history)
 
     # --- delivery ------------------------------------------------------------------------
 
-    async def to_socket(self, origin: Message, event: str, data: Message) -> None:
-        await self.bus.publish(
-            p.gateway_inbox(origin["gw"]),
-            {"t": p.DELIVER_TO_SOCKET, "sid": origin["sid"], "event": event, "data": data},
-        )
+    async def to_origin_and_session(self, state: Message, event: str, data: Message) -> None:
+        """The client that sent the command, and every reader of its session."""
+        await self.outbox.to_socket(state["origin"], event, data)
+        session_id = state["cmd"].get("sessionId")
+        if session_id:
+            await self.outbox.to_session(state["tenant"], session_id, event, data,
+                                         skip=state["origin"])
 
     async def to_extension(self, tenant: str, extension_id: str, event: str, data: Message,
                            origin: Message | None = None) -> None:
@@ -56,7 +60,8 @@ class CommandRouter:
         await self.bus.publish(p.gateway_inbox(record["gw"]), delivery)
 
     async def refuse(self, origin: Message, code: p.ErrorCode, message: str, **extra: Any) -> None:
-        await self.to_socket(origin, "error", {"code": code.value, "message": message, **extra})
+        await self.outbox.to_socket(origin, "error",
+                                    {"code": code.value, "message": message, **extra})
 
     # --- handlers, one per message kind --------------------------------------------------
 
@@ -87,9 +92,14 @@ class CommandRouter:
         await self.dispatch(state)
 
     async def _repeat(self, state: Message, origin: Message) -> None:
-        """A command id used again: never run twice; hand back the result if there is one."""
+        """A command id used again is never run twice: the sender gets the result when there is
+        one, else the result goes to the new sender (a client that reconnected elsewhere)."""
         if state.get("result") is not None:
-            await self.to_socket(origin, "result", state["result"])
+            await self.outbox.to_socket(origin, "result", state["result"])
+            return
+        state["origin"] = origin
+        await self.store.put(p.command_key(state["tenant"], state["id"]), state,
+                             ttl_ms=self._ttl(state))
 
     async def dispatch(self, state: Message) -> None:
         tenant, command = state["tenant"], state["cmd"]
@@ -104,6 +114,7 @@ class CommandRouter:
         await self.store.put(key, state, ttl_ms=self._ttl(state))
         await self.store.incr(p.extension_load_key(tenant, extension_id))
         await self.store.add(p.extension_commands_key(tenant, extension_id), state["id"])
+        await self.store.add(p.BUSY_EXTENSIONS, p.pair(tenant, extension_id))
         await self.to_extension(tenant, extension_id, "command", command, state["origin"])
 
     @staticmethod
@@ -114,8 +125,8 @@ class CommandRouter:
         state = await self._assigned(message)
         if state is None:
             return
-        await self.to_socket(state["origin"], "progress",
-                             p.progress_event(state["cmd"], message["data"]))
+        await self.to_origin_and_session(state, "progress",
+                                         p.progress_event(state["cmd"], message["data"]))
 
     async def on_result(self, message: Message) -> None:
         state = await self._assigned(message)
@@ -183,7 +194,8 @@ class CommandRouter:
         elif state.get("ext"):
             await self.store.incr(p.extension_load_key(tenant, state["ext"]), -1)
             await self.store.remove(p.extension_commands_key(tenant, state["ext"]), command_id)
-        await self.to_socket(state["origin"], "result", result)
+        await self.to_origin_and_session(state, "result", result)
+        await self.announce(state, result)
         outcome = "success" if success else (error or {}).get("code", "FAILED")
         self.metrics.commands_in_flight.add(-1)
         self.metrics.commands.add(1, {"type": state["type"], "outcome": outcome})
@@ -191,6 +203,19 @@ class CommandRouter:
         if previous == "dispatched":
             await self.drain_queue(tenant)
         return True
+
+    async def announce(self, state: Message, result: Message) -> None:
+        """Failures go to the `errors` channel, downloads to `downloads`."""
+        data = result.get("data")
+        names_download = isinstance(data, dict) and ("download" in data or "downloadUrl" in data)
+        if not result["success"]:
+            channel = "errors"
+        elif state["type"] == "DOWNLOAD_IMAGE" or names_download:
+            channel = "downloads"
+        else:
+            return
+        await self.outbox.to_channel(state["tenant"], channel,
+                                     {"type": state["type"], **result}, p.SYSTEM_PUBLISHER)
 
     # --- schedules ---------------------------------------------------------------------------
 
@@ -230,3 +255,13 @@ class CommandRouter:
                 if state is not None and state["status"] == "dispatched":
                     await self.end(state, p.ErrorCode.EXTENSION_DISCONNECTED,
                                    "the extension disconnected and did not come back")
+
+    async def sweep_vanished_extensions(self) -> None:
+        """Extensions whose gateway died never say goodbye: their registry record expires.
+        Give them the same grace period as a clean disconnect."""
+        for member in await self.store.members(p.BUSY_EXTENSIONS):
+            tenant, extension_id = p.unpair(member)
+            if not await self.store.members(p.extension_commands_key(tenant, extension_id)):
+                await self.store.remove(p.BUSY_EXTENSIONS, member)
+            elif await self.store.get(p.extension_key(tenant, extension_id)) is None:
+                await self.store.schedule(p.GRACE, member, now_ms() + self.grace_ms, keep=True)

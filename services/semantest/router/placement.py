@@ -10,6 +10,9 @@ from typing import Any
 from semantest import protocol as p
 from semantest.bus.base import Store
 
+AFFINITY_TTL_MS = 86_400_000
+"""A session's extension is forgotten a day after its last command was placed."""
+
 
 def capable(record: dict[str, Any], command_type: str) -> bool:
     capabilities = record.get("capabilities") or ["*"]
@@ -21,12 +24,28 @@ class Placement:
         self.store = store
 
     async def pick(self, tenant: str, command: dict[str, Any]) -> str | None:
+        """Session affinity first, then a named target, then the least loaded capable one."""
+        session_id = command.get("sessionId")
+        if session_id:
+            affinity = await self.store.get(p.session_affinity_key(tenant, session_id))
+            if affinity is not None:
+                chosen = await self._choose(tenant, command, [affinity["ext"]], prune=False)
+                if chosen is not None:
+                    return chosen
         target = command.get("target")
         wanted = target.get("extensionId") if isinstance(target, dict) else None
         if isinstance(wanted, str) and wanted:
-            candidates = [wanted]
+            chosen = await self._choose(tenant, command, [wanted], prune=False)
         else:
-            candidates = sorted(await self.store.members(p.extensions_index(tenant)))
+            everyone = sorted(await self.store.members(p.extensions_index(tenant)))
+            chosen = await self._choose(tenant, command, everyone, prune=True)
+        if chosen is not None and session_id:
+            await self.store.put(p.session_affinity_key(tenant, session_id), {"ext": chosen},
+                                 ttl_ms=AFFINITY_TTL_MS)
+        return chosen
+
+    async def _choose(self, tenant: str, command: dict[str, Any], candidates: list[str],
+                      prune: bool) -> str | None:
         if not candidates:
             return None
         records = await self.store.get_many([p.extension_key(tenant, c) for c in candidates])
@@ -42,6 +61,6 @@ class Placement:
                 continue
             if best is None or load < best[0]:
                 best = (load, extension_id)
-        if gone and not wanted:
+        if gone and prune:
             await self.store.remove(p.extensions_index(tenant), *gone)
         return best[1] if best else None
