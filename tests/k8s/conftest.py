@@ -43,16 +43,23 @@ import pytest
 
 from .plane import ControlPlane, PlaneError, find_bin_dir, wait_for
 
-PLANE_TIMEOUT = 600  # s: pytest-timeout for tests that use the plane (first one starts it)
+_STARTED: list[ControlPlane] = []  # for the terminal summary line
+
+START_TIMEOUT = float(os.environ.get("SEMANTEST_K8S_START_TIMEOUT", "240"))  # s
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests that use the plane `k8s`, and give them room for the plane's start."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests that use the plane `k8s`; whichever runs first also pays for the plane's
+    start, so their pytest-timeout (when not set by a marker) gets START_TIMEOUT on top."""
+    try:
+        base = float(config.getini("timeout") or 0)
+    except ValueError:  # pytest-timeout not installed
+        base = 0
     for item in items:
         if "k8s_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.k8s)
-            if item.get_closest_marker("timeout") is None:
-                item.add_marker(pytest.mark.timeout(PLANE_TIMEOUT))
+            if base and item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(base + START_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +72,11 @@ def k8s_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane
     plane = ControlPlane(
         bin_dir=bin_dir,
         workdir=tmp_path_factory.mktemp("k8s-plane"),
-        start_timeout=float(os.environ.get("SEMANTEST_K8S_START_TIMEOUT", "240")),
+        start_timeout=START_TIMEOUT,
     )
     try:
         plane.start()
+        _STARTED.append(plane)
         yield plane
     finally:
         plane.stop()
@@ -94,3 +102,12 @@ def k8s_namespace(k8s_plane: ControlPlane, request: pytest.FixtureRequest) -> It
         yield name
     finally:
         k8s_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line with the plane's version and start time, when a test started it."""
+    for plane in _STARTED:
+        terminalreporter.write_line(
+            f"k8s plane: {plane.version} (etcd, kube-apiserver, kube-controller-manager) "
+            f"started in {plane.startup_seconds:.1f} s; logs in {plane.workdir}"
+        )

@@ -404,10 +404,14 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={kcm_port}",
                 f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                f"--client-ca-file={pki.ca}",
                 f"--root-ca-file={pki.ca}",
                 f"--service-account-private-key-file={pki.key('sa')}",
+                # the CSR API signs with the plane's CA, as on a kubeadm cluster
+                f"--cluster-signing-cert-file={pki.ca}",
+                f"--cluster-signing-key-file={pki.key('ca')}",
+                # each controller acts as its own ServiceAccount, so RBAC applies to it
                 "--use-service-account-credentials=true",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--leader-elect=false",
                 "--profiling=false",
                 "--v=1",

@@ -31,7 +31,7 @@ log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---- pins (the Go pins live in the go.mod files; these are read from them) ----------------
-K8S_VERSION=$(sed -n 's#^[[:space:]]*k8s.io/kubernetes \(v[0-9.]*\)$#\1#p' "$HERE/kube/go.mod" | head -1)
+K8S_VERSION=$(sed -n 's#^[[:space:]]*\(require \)\{0,1\}k8s.io/kubernetes \(v[0-9.]*\).*#\2#p' "$HERE/kube/go.mod" | head -1)
 ETCD_VERSION=$(sed -n 's#^[[:space:]]*\(require \)\{0,1\}go.etcd.io/etcd/server/v3 \(v[0-9.]*\).*#\2#p' \
   "$HERE/etcd/go.mod" | head -1)
 [ -n "$K8S_VERSION" ] || die "cannot read the k8s.io/kubernetes version from $HERE/kube/go.mod"
