@@ -212,14 +212,24 @@ class _Pki:
                 )
             ),
         ]
+        # The front proxy (aggregation layer) has its own CA, as on a kubeadm cluster.
+        fp_key = _key()
+        fp_ca = _cert(_name("semantest-front-proxy-ca"), fp_key, None, ca=True)
+        self.crt("front-proxy-ca").write_bytes(_pem(fp_ca))
+        _write_key(fp_key, self.key("front-proxy-ca"))
         leaves = {
-            "apiserver": (_name("kube-apiserver"), {"server_sans": sans}),
-            "admin": (_name("semantest-admin", "system:masters"), {"client": True}),
-            "controller-manager": (_name("system:kube-controller-manager"), {"client": True}),
+            "apiserver": (_name("kube-apiserver"), (ca, ca_key), {"server_sans": sans}),
+            "admin": (_name("semantest-admin", "system:masters"), (ca, ca_key), {"client": True}),
+            "controller-manager": (
+                _name("system:kube-controller-manager"),
+                (ca, ca_key),
+                {"client": True},
+            ),
+            "front-proxy-client": (_name("front-proxy-client"), (fp_ca, fp_key), {"client": True}),
         }
-        for leaf, (subject, kw) in leaves.items():
+        for leaf, (subject, issuer, kw) in leaves.items():
             k = _key()
-            self.crt(leaf).write_bytes(_pem(_cert(subject, k, (ca, ca_key), **kw)))
+            self.crt(leaf).write_bytes(_pem(_cert(subject, k, issuer, **kw)))
             _write_key(k, self.key(leaf))
         sa = _key()
         _write_key(sa, self.key("sa"))
@@ -336,13 +346,13 @@ class ControlPlane:
         self._spawn(
             "etcd",
             [
-                "--name=default",
+                "--name=semantest",
                 f"--data-dir={self.workdir / 'etcd'}",
                 f"--listen-client-urls={etcd_url}",
                 f"--advertise-client-urls={etcd_url}",
                 f"--listen-peer-urls={peer_url}",
                 f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=default={peer_url}",
+                f"--initial-cluster=semantest={peer_url}",
                 "--unsafe-no-fsync=true",
                 "--log-level=warn",
             ],
@@ -360,6 +370,13 @@ class ControlPlane:
                 f"--tls-cert-file={pki.crt('apiserver')}",
                 f"--tls-private-key-file={pki.key('apiserver')}",
                 f"--client-ca-file={pki.ca}",
+                f"--requestheader-client-ca-file={pki.crt('front-proxy-ca')}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.crt('front-proxy-client')}",
+                f"--proxy-client-key-file={pki.key('front-proxy-client')}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={self.workdir / 'pki' / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki.key('sa')}",
