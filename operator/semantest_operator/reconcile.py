@@ -1,0 +1,418 @@
+"""Converging one SemantestCluster: the single reconcile that every handler runs.
+
+One pass reads the custom resource fresh, checks what the schema could not (referenced Secrets,
+cert-manager), dry-runs a new spec on the API server, creates missing Secrets and certificates,
+server-side-applies every child, deletes children the spec no longer implies, and writes the
+status. It is level-based and idempotent: a pass over an unchanged world writes nothing.
+
+Passes for one cluster never overlap (`Converger`): a handler that finds a pass running asks for
+one more afterwards instead of starting a second, so a burst of child events costs two passes.
+The status is written inside that critical section (not through kopf's `patch`, which is applied
+after a handler returns), so the newest view is always the one that lands.
+
+This module must not register kopf handlers (handlers.py does) or build manifests by hand
+(resources.py does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import secrets
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes.aio.client.exceptions import ApiException
+
+from semantest_operator import conditions, resources, tls
+from semantest_operator.apply import Kube, reason_of
+from semantest_operator.conditions import Condition, Problem
+
+RETRY_DELAY = 30.0  # s before a blocked cluster is tried again
+HANDOVER_MANAGER = "semantest-autoscaling-handover"
+PRUNED_KINDS = ("Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler",
+                "PodDisruptionBudget")
+TLS_KEYS = ("tls.crt", "tls.key")
+
+
+@dataclass
+class Outcome:
+    """What a pass did: the status it wrote and the problem that stopped it, if any."""
+
+    status: dict[str, Any]
+    problem: Problem | None
+
+
+@dataclass
+class TlsState:
+    condition: Condition
+    hash: str = ""
+    status: dict[str, str] | None = None
+
+
+@dataclass
+class Notes:
+    """Events to post once the pass is over, as (type, reason, message)."""
+
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def normal(self, reason: str, message: str) -> None:
+        self.events.append(("Normal", reason, message))
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _decode(secret: Mapping[str, Any], key: str) -> bytes:
+    return base64.b64decode((secret.get("data") or {}).get(key, ""))
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences", []))
+
+
+def owner_of(child: Mapping[str, Any]) -> str | None:
+    """The name of the SemantestCluster that owns a child, if one does."""
+    for ref in child["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == resources.KIND and ref.get("apiVersion", "").startswith(
+            f"{resources.GROUP}/"
+        ):
+            return str(ref["name"])
+    return None
+
+
+def _owns_replicas(deployment: Mapping[str, Any]) -> bool:
+    """Whether our apply still holds .spec.replicas of this Deployment."""
+    for entry in deployment["metadata"].get("managedFields", []):
+        if entry.get("manager") == resources.MANAGER and entry.get("operation") == "Apply":
+            if "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {}):
+                return True
+    return False
+
+
+class Converger:
+    """Runs passes, at most one at a time per cluster, against one API client."""
+
+    def __init__(self, kube: Kube, version: str) -> None:
+        self._kube = kube
+        self._version = version
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._again: set[tuple[str, str]] = set()
+
+    async def converge(self, namespace: str, name: str) -> Outcome | None:
+        """Run a pass now (after the running one); None when the cluster is gone or going."""
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            outcome = await self._pass(namespace, name)
+            while key in self._again:
+                self._again.discard(key)
+                outcome = await self._pass(namespace, name)
+        return outcome
+
+    async def nudge(self, namespace: str, name: str) -> None:
+        """Make sure a pass starts after this moment, without waiting behind a running one."""
+        lock = self._locks.get((namespace, name))
+        if lock is not None and lock.locked():
+            self._again.add((namespace, name))
+            return
+        await self.converge(namespace, name)
+
+    async def _pass(self, namespace: str, name: str) -> Outcome | None:
+        body = await self._kube.get(resources.KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # garbage collection takes the children; nothing to keep in shape
+        return await Pass(self._kube, body, self._version).run()
+
+
+class Pass:
+    """One reconcile of one SemantestCluster body."""
+
+    def __init__(self, kube: Kube, body: Mapping[str, Any], version: str) -> None:
+        self.kube = kube
+        self.body = body
+        self.cluster = resources.Cluster.of(body, version)
+        self.uid = str(body["metadata"]["uid"])
+        self.generation = int(body["metadata"].get("generation") or 1)
+        self.previous: Mapping[str, Any] = body.get("status") or {}
+        self.notes = Notes()
+        self.now = _now()
+
+    async def run(self) -> Outcome:
+        workloads: dict[str, Mapping[str, Any]] = {}
+        tls_state = TlsState(Condition(conditions.TLS_READY, False, "NotChecked", ""))
+        try:
+            problem = await self.missing()
+            if problem is None and self.fresh:
+                problem = await self.dry_run()
+            if problem is None:
+                await self.generate_secrets()
+                tls_state = await self.tls()
+                workloads = await self.apply(tls_state.hash)
+                await self.prune()
+        except ApiException as exc:
+            reason = "InvalidSpec" if exc.status == 422 else "ApplyFailed"
+            problem = Problem(reason, reason_of(exc), permanent=exc.status == 422)
+        status = self.status(workloads, tls_state, problem)
+        await self.write(status)
+        for kind, reason, message in self.notes.events:
+            kopf.event(self.body, type=kind, reason=reason, message=message)
+        return Outcome(status, problem)
+
+    @property
+    def fresh(self) -> bool:
+        """A spec not yet applied cleanly: check it whole on the server before changing a thing."""
+        degraded = any(
+            c.get("type") == conditions.DEGRADED and c.get("status") == "True"
+            for c in self.previous.get("conditions", [])
+        )
+        return degraded or self.previous.get("observedGeneration") != self.generation
+
+    def adopt(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Make the cluster the controlling owner, so garbage collection takes the child."""
+        kopf.adopt(manifest, owner=kopf.Body(self.body))
+        return manifest
+
+    # ---- checks that need the API server ---------------------------------------------------
+
+    async def missing(self) -> Problem | None:
+        """What the spec refers to but is not there: Secrets, their keys, cert-manager."""
+        cluster, kube = self.cluster, self.kube
+        wanted = [(ref.name, (ref.key,)) for ref in resources.user_refs(cluster)]
+        if cluster.tls_enabled and cluster.tls_mode == "secret":
+            wanted.append((str(resources.tls_secret_name(cluster)), TLS_KEYS))
+        for name, keys in wanted:
+            found = await kube.get("Secret", cluster.namespace, name)
+            if found is None:
+                return Problem("SecretNotFound", f"Secret {name} named in the spec does not exist")
+            absent = [key for key in keys if key not in (found.get("data") or {})]
+            if absent:
+                return Problem("SecretKeyMissing", f"Secret {name} has no key {', '.join(absent)}")
+        if cluster.tls_enabled and cluster.tls_mode == "certManager":
+            if not await kube.serves_cert_manager():
+                return Problem(
+                    "CertManagerMissing",
+                    "tls.mode is certManager but the cluster does not serve "
+                    "cert-manager.io/v1 Certificates: install cert-manager or pick another mode",
+                )
+        return None
+
+    async def dry_run(self) -> Problem | None:
+        """Let the API server validate every child before anything is written."""
+        for manifest in resources.desired(self.cluster):
+            try:
+                await self.kube.apply(self.adopt(manifest), dry_run=True)
+            except ApiException as exc:
+                if exc.status != 422:
+                    raise
+                what = f"{manifest['kind']} {manifest['metadata']['name']}"
+                return Problem("InvalidSpec", f"{what}: {reason_of(exc)}", permanent=True)
+        return None
+
+    # ---- Secrets and certificates ----------------------------------------------------------
+
+    async def generate_secrets(self) -> None:
+        """Create the credentials the user did not provide; an existing one is never touched."""
+        for ref in resources.generated_refs(self.cluster):
+            component = "redis" if ref.name == self.cluster.child("redis") else "auth"
+            value = secrets.token_urlsafe(32).encode()
+            manifest = resources.secret(self.cluster, ref.name, component, {ref.key: value})
+            if await self.kube.create(self.adopt(manifest)):
+                self.notes.normal("SecretGenerated", f"generated Secret {ref.name} ({ref.key})")
+
+    async def tls(self) -> TlsState:
+        cluster = self.cluster
+        if not cluster.tls_enabled:
+            message = "tls.enabled is false: the gateways serve plain HTTP"
+            return TlsState(Condition(conditions.TLS_READY, False, "Disabled", message))
+        name = str(resources.tls_secret_name(cluster))
+        if cluster.tls_mode == "selfSigned":
+            cert = await self.self_signed(name)
+        else:
+            found = await self.kube.get("Secret", cluster.namespace, name)
+            cert = _decode(found, "tls.crt") if found else b""
+        if not cert:
+            message = f"waiting for cert-manager to write Secret {name}"
+            waiting = Condition(conditions.TLS_READY, False, "WaitingForCertificate", message)
+            return TlsState(waiting)
+        try:
+            expiry = tls.not_after(cert)
+        except ValueError:
+            message = f"Secret {name}: tls.crt is not a PEM certificate"
+            return TlsState(Condition(conditions.TLS_READY, False, "InvalidCertificate", message))
+        stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = {"secretName": name, "notAfter": stamp}
+        if expiry <= self.now:
+            message = f"the certificate in Secret {name} expired at {stamp}"
+            condition = Condition(conditions.TLS_READY, False, "CertificateExpired", message)
+        else:
+            condition = Condition(conditions.TLS_READY, True, "CertificateValid",
+                                  f"Secret {name} holds a certificate valid until {stamp}")
+        return TlsState(condition, resources.digest(cert), status)
+
+    async def self_signed(self, name: str) -> bytes:
+        """The cluster's CA (made once) and a server certificate it signed, renewed when due."""
+        cluster, kube, spec = self.cluster, self.kube, self.cluster.spec["tls"]
+        ca_name = cluster.child("ca")
+        found = await kube.get("Secret", cluster.namespace, ca_name)
+        if found is None:
+            pair = tls.new_ca(f"{cluster.name} semantest CA", self.now)
+            data = {"tls.crt": pair.cert, "tls.key": pair.key}
+            manifest = resources.secret(cluster, ca_name, "tls-ca", data, "kubernetes.io/tls")
+            await kube.create(self.adopt(manifest))
+            self.notes.normal("CertificateIssued", f"created the cluster CA in Secret {ca_name}")
+            found = await kube.get("Secret", cluster.namespace, ca_name)
+        ca = tls.KeyPair(_decode(found, "tls.crt"), _decode(found, "tls.key"))
+        current = await kube.get("Secret", cluster.namespace, name)
+        names = resources.dns_names(cluster)
+        reason = "there is none yet"
+        if current is not None:
+            pair = tls.KeyPair(_decode(current, "tls.crt"), _decode(current, "tls.key"))
+            renew_before = datetime.timedelta(days=spec["renewBeforeDays"])
+            reason = tls.renewal_reason(pair, ca.cert, names, renew_before, self.now) or ""
+            if not reason:
+                return pair.cert
+        pair = tls.issue(ca, names, datetime.timedelta(days=spec["validityDays"]), self.now)
+        data = {"tls.crt": pair.cert, "tls.key": pair.key, "ca.crt": ca.cert}
+        manifest = self.adopt(resources.secret(cluster, name, "tls", data, "kubernetes.io/tls"))
+        if current is None:
+            await kube.create(manifest)
+            self.notes.normal("CertificateIssued", f"issued the gateway certificate in {name}")
+        else:
+            manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await kube.replace(manifest)
+            self.notes.normal("CertificateRenewed", f"renewed the certificate in {name}: {reason}")
+        return pair.cert
+
+    # ---- children --------------------------------------------------------------------------
+
+    async def apply(self, tls_hash: str) -> dict[str, Mapping[str, Any]]:
+        """Apply every child; returns the Deployments and the StatefulSet as now stored."""
+        cluster, kube = self.cluster, self.kube
+        workloads: dict[str, Mapping[str, Any]] = {}
+        created = []
+        for manifest in resources.desired(cluster, tls_hash):
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            if kind == "Deployment" and "replicas" not in manifest["spec"]:
+                await self.hand_over_replicas(name)
+            obj, new = await kube.apply(self.adopt(manifest))
+            if new:
+                created.append(f"{kind}/{name}")
+            if kind in ("Deployment", "StatefulSet"):
+                workloads[obj["metadata"]["labels"][resources.COMPONENT_LABEL]] = obj
+        if created:
+            reason = "Created" if self.fresh else "Restored"
+            self.notes.normal(reason, ", ".join(created))
+        return workloads
+
+    async def hand_over_replicas(self, name: str) -> None:
+        """Before our apply drops .spec.replicas (the autoscaler's now), leave the current value
+        with another manager, or the API server would reset the Deployment to one replica."""
+        current = await self.kube.get("Deployment", self.cluster.namespace, name)
+        if current is None or not _owns_replicas(current):
+            return
+        await self.kube.hand_over(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": self.cluster.namespace},
+                "spec": {"replicas": current["spec"]["replicas"]},
+            },
+            HANDOVER_MANAGER,
+        )
+
+    async def prune(self) -> None:
+        """Delete our children that the spec no longer implies (Secrets are never deleted)."""
+        cluster, kube = self.cluster, self.kube
+        wanted = {(m["kind"], m["metadata"]["name"]) for m in resources.desired(cluster)}
+        kinds = list(PRUNED_KINDS)
+        if await kube.serves_cert_manager():
+            kinds.append("Certificate")
+        selector = (
+            f"{resources.INSTANCE_LABEL}={cluster.name},"
+            f"{resources.MANAGED_BY_LABEL}={resources.MANAGER}"
+        )
+        gone = []
+        for kind in kinds:
+            for obj in await kube.select(kind, cluster.namespace, selector):
+                name = obj["metadata"]["name"]
+                if (kind, name) not in wanted and _owned_by(obj, self.uid):
+                    await kube.delete(kind, cluster.namespace, name, obj["metadata"]["uid"])
+                    gone.append(f"{kind}/{name}")
+        if gone:
+            self.notes.normal("Pruned", "deleted (no longer in the spec): " + ", ".join(gone))
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def status(
+        self, objs: Mapping[str, Mapping[str, Any]], tls_state: TlsState, problem: Problem | None
+    ) -> dict[str, Any]:
+        cluster = self.cluster
+        workloads = {name: conditions.Workload.of(obj) for name, obj in objs.items()}
+        if problem is None:
+            external = None if cluster.managed_redis else cluster.redis_url
+            redis = conditions.redis_condition(workloads.get("redis"), external)
+            tls_condition = tls_state.condition
+        else:
+            redis = self.carried(conditions.REDIS_READY, problem)
+            tls_condition = self.carried(conditions.TLS_READY, problem)
+        evaluated = conditions.evaluate(
+            {k: w for k, w in workloads.items() if k != "redis"},
+            redis,
+            tls_condition,
+            cluster.tls_enabled,
+            problem,
+        )
+        status: dict[str, Any] = {
+            "observedGeneration": self.generation,
+            "phase": conditions.phase(evaluated),
+            "endpoint": resources.endpoint(cluster),
+            "conditions": conditions.stamp(
+                self.previous.get("conditions", []), evaluated, self.generation, self.now
+            ),
+        }
+        if problem is None:
+            for component in (*resources.COMPONENTS, "redis"):
+                workload = workloads.get(component)
+                status[component] = workload and {
+                    "replicas": workload.desired,
+                    "readyReplicas": workload.ready,
+                    "selector": resources.selector_string(cluster, component),
+                }
+            status["tls"] = tls_state.status
+        return status
+
+    def carried(self, kind: str, problem: Problem) -> Condition:
+        """A condition this pass could not check: as it was, or unknown so far."""
+        for old in self.previous.get("conditions", []):
+            if old.get("type") == kind:
+                return Condition(kind, old["status"] == "True", old["reason"], old["message"])
+        return Condition(kind, False, "NotChecked", f"not checked yet: {problem.reason}")
+
+    async def write(self, status: dict[str, Any]) -> None:
+        """Patch the status when it differs, and tell about the transitions that matter."""
+        changed = {k: v for k, v in status.items() if self.previous.get(k) != v}
+        if not changed:
+            return
+        await self.kube.patch_status(
+            resources.KIND, self.cluster.namespace, self.cluster.name, changed
+        )
+        before = {c["type"]: c for c in self.previous.get("conditions", [])}
+        for condition in status["conditions"]:
+            old = before.get(condition["type"], {})
+            same = all(old.get(k) == condition[k] for k in ("status", "reason", "message"))
+            if condition["type"] == conditions.DEGRADED and condition["status"] == "True":
+                if not same:
+                    self.notes.events.append(
+                        ("Warning", condition["reason"], condition["message"])
+                    )
+            elif condition["type"] == conditions.READY and condition["status"] == "True":
+                if old.get("status") != "True":
+                    self.notes.normal("Ready", f"the hub serves at {status['endpoint']}")
