@@ -266,9 +266,10 @@ def _kubeconfig(server: str, ca: Path, user: dict[str, str]) -> str:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask the kernel to SIGTERM this child when the test process dies, however it dies."""
+    """Ask the kernel to SIGKILL this child when the test process dies, however it dies
+    (SIGKILL: with everything dying at once, the apiserver would hang in graceful shutdown)."""
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass

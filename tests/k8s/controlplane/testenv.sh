@@ -83,7 +83,7 @@ go_build() {
 no SEMANTEST_K8S_ASSETS given"
   logf="$CACHE/logs/$name.log"
   tmp=$(mktemp -d "$CACHE/build.XXXXXX")
-  log "building $name in $dir -> $BIN (cold: about 20 min on 2 cores; log: $logf)"
+  log "building $name in $dir -> $BIN (about 15 min on 2 cores when Go's build cache is cold; log: $logf)"
   start=$(date +%s)
   (
     cd "$dir"
