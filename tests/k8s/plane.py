@@ -46,6 +46,13 @@ class PlaneError(RuntimeError):
     """The control plane could not be built, found or started."""
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl exited non-zero; unlike its base class, says what kubectl printed."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {self.stderr}"
+
+
 def find_bin_dir(build: bool = False) -> Path:
     """Return the folder holding the control-plane binaries, kubectl and helm.
 
@@ -482,7 +489,6 @@ class ControlPlane:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(p.pid, signal.SIGKILL)
                     p.wait(timeout=15)
-        self._procs.clear()
         shutil.rmtree(self.workdir / "etcd", ignore_errors=True)  # the rest stays for debugging
 
     def __enter__(self) -> ControlPlane:
@@ -514,9 +520,7 @@ class ControlPlane:
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(
-                proc.returncode, proc.args, proc.stdout, proc.stderr
-            )
+            raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc
 
     def get_json(self, *args: str, namespace: str | None = None) -> Any:
