@@ -118,7 +118,10 @@ async def peers() -> AsyncIterator[list[Peer]]:
     made: list[Peer] = []
     yield made
     for peer in made:
-        if peer.sio.connected:
+        if peer.sio.connected and peer.sio.transport() == "polling":
+            # A polite polling disconnect waits out the pending long-poll; not worth the wait.
+            await peer.sio.eio.disconnect(abort=True)
+        elif peer.sio.connected:
             await peer.sio.disconnect()
 
 

@@ -116,3 +116,4 @@ observed.refusal = await new Promise((resolve) => refused.on('connect_error', (e
 for (const s of [socket, keySocket, extension, refused]) s.close();
 clearTimeout(timer);
 console.log(JSON.stringify(observed));
+process.exit(0);

@@ -32,8 +32,8 @@ from semantest.telemetry import Metrics
 
 log = logging.getLogger("semantest.gateway")
 
-REGISTRY_TTL_MS = 30_000
-REFRESH_S = 10.0
+REGISTRY_TTL_MS = 15_000
+REFRESH_S = 5.0
 
 
 class UncompressedWebSocket(WebSocket):
