@@ -141,6 +141,19 @@ async def test_store_counters_sets_and_schedules(bus: Bus) -> None:
     assert await store.due("sched", 500) == ["late"]
 
 
+async def test_store_hits_count_in_a_window_that_closes(bus: Bus) -> None:
+    store = bus.store
+    hits = [await store.hit("rate", 300) for _ in range(3)]
+    assert [count for count, _ in hits] == [1, 2, 3]
+    assert all(0 < left <= 300 for _, left in hits)
+    counts = await asyncio.gather(*(store.hit("busy", 10_000) for _ in range(20)))
+    assert sorted(count for count, _ in counts) == list(range(1, 21))  # atomic under load
+    await asyncio.sleep(0.4)
+    assert (await store.hit("rate", 300))[0] == 1  # a new window
+    assert await store.delete("busy") == 1
+    assert (await store.hit("busy", 10_000))[0] == 1
+
+
 async def test_ready(bus: Bus) -> None:
     assert await bus.ready() is True
     assert bus.kind in {"embedded", "redis"}

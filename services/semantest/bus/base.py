@@ -65,6 +65,14 @@ class Store(abc.ABC):
     async def counters(self, keys: list[str]) -> list[int]: ...
 
     @abc.abstractmethod
+    async def hit(self, key: str, window_ms: int) -> tuple[int, int]:
+        """Count one hit in the window opened by the key's first hit: (hits so far, ms left).
+
+        The window closes `window_ms` after its first hit and the count starts again (a rate
+        limit shared by every process on the store).
+        """
+
+    @abc.abstractmethod
     async def add(self, key: str, *members: str) -> None: ...
 
     @abc.abstractmethod

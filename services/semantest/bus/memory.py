@@ -70,6 +70,7 @@ class InProcessStore(Store):
         self._counters: dict[str, int] = {}
         self._sets: dict[str, set[str]] = {}
         self._schedules: dict[str, dict[str, float]] = {}
+        self._windows: dict[str, tuple[int, float]] = {}
 
     def _live(self, key: str) -> bytes | None:
         expires = self._expiry.get(key)
@@ -108,6 +109,7 @@ class InProcessStore(Store):
             self._counters.pop(key, None)
             self._sets.pop(key, None)
             self._schedules.pop(key, None)
+            removed += self._windows.pop(key, None) is not None
         return removed
 
     async def incr(self, key: str, delta: int = 1) -> int:
@@ -116,6 +118,16 @@ class InProcessStore(Store):
 
     async def counters(self, keys: list[str]) -> list[int]:
         return [self._counters.get(key, 0) for key in keys]
+
+    async def hit(self, key: str, window_ms: int) -> tuple[int, int]:
+        now = time.monotonic()
+        hits, ends = self._windows.get(key, (0, 0.0))
+        if ends <= now:
+            hits, ends = 0, now + window_ms / 1000
+            if len(self._windows) > 10_000:  # forget closed windows now and then
+                self._windows = {k: w for k, w in self._windows.items() if w[1] > now}
+        self._windows[key] = (hits + 1, ends)
+        return hits + 1, max(int((ends - now) * 1000), 1)
 
     async def add(self, key: str, *members: str) -> None:
         self._sets.setdefault(key, set()).update(members)

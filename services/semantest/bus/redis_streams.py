@@ -72,6 +72,15 @@ class RedisStore(Store):
         values = await self._redis.mget([self._k(key) for key in keys])
         return [int(value or 0) for value in values]
 
+    async def hit(self, key: str, window_ms: int) -> tuple[int, int]:
+        name = self._k(key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(name, 0, px=window_ms, nx=True)  # opens the window with its expiry
+            pipe.incr(name)
+            pipe.pttl(name)
+            _, hits, left = await pipe.execute()
+        return int(hits), max(int(left), 1)
+
     async def add(self, key: str, *members: str) -> None:
         if members:
             await self._redis.sadd(self._k(key), *members)
