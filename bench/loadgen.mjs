@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { cpuSeconds, rssKiB, sleep } from './lib/procs.mjs';
+import { cpuSeconds, machineCpu, rssKiB, sleep } from './lib/procs.mjs';
 
 const cfg = {
   transport: 'sio', clientUrl: null, extUrl: null, pids: [], mode: 'closed',
@@ -24,7 +24,7 @@ const cfg = {
 };
 // A hard stop, whatever happens: the step's own time plus a margin.
 setTimeout(() => { console.error('loadgen: hard time limit reached'); process.exit(3); },
-  cfg.warmupMs + cfg.measureMs + cfg.settleMs + 4 * cfg.connectTimeoutMs + cfg.cmdTimeoutMs
+  cfg.warmupMs + cfg.measureMs + cfg.settleMs + 4 * cfg.connectTimeoutMs + 2 * cfg.cmdTimeoutMs
     + 30000).unref();
 
 /** One connection with the same small interface for both transports. */
@@ -82,7 +82,9 @@ async function closedLoop() {
   const command = padTo({ type: 'NAVIGATE', url: 'https://example.com/some/path?x=1' }, cfg.payload);
   const resultData = padTo({ title: 'Example Domain', url: 'https://example.com/' }, cfg.payload);
 
-  const st = { running: true, measuring: false, tStart: 0, done: 0, progress: 0 };
+  // Phases: warm-up (nothing counted), measure (throughput, latency, errors), drain (errors of
+  // commands still in flight; whatever is unanswered `cmdTimeoutMs` after the window is lost).
+  const st = { running: true, measuring: false, counting: false, tStart: 0, done: 0, progress: 0 };
   const exts = [];
   for (let i = 0; i < cfg.extensions; i++) {
     const ext = await connect(cfg.extUrl, {
@@ -110,8 +112,11 @@ async function closedLoop() {
   function complete(rec, r) {
     inflight.delete(rec);
     byId.delete(rec.id);
-    if (st.measuring) {
-      if (r.success) { lat.push(performance.now() - rec.t0); st.done++; } else countError(r.error?.code ?? 'FAILED');
+    if (!r.success) {
+      if (st.counting) countError(r.error?.code ?? 'FAILED');
+    } else if (st.measuring) {
+      lat.push(performance.now() - rec.t0);
+      st.done++;
     }
     fire(rec.client);
   }
@@ -123,7 +128,7 @@ async function closedLoop() {
       if (!inflight.has(rec)) return;
       if (!ack || !ack.accepted) {
         inflight.delete(rec);
-        if (st.measuring) countError(ack?.error?.code ?? 'REJECTED');
+        if (st.counting) countError(ack?.error?.code ?? 'REJECTED');
         setTimeout(() => fire(client), 10);
         return;
       }
@@ -150,7 +155,7 @@ async function closedLoop() {
       if (now - rec.t0 > cfg.cmdTimeoutMs) {
         inflight.delete(rec);
         byId.delete(rec.id);
-        if (st.measuring) countError('CLIENT_TIMEOUT');
+        if (st.counting) countError('CLIENT_TIMEOUT');
         fire(rec.client);
       }
     }
@@ -161,19 +166,25 @@ async function closedLoop() {
   const cpu0 = cpuSeconds(cfg.pids);
   const rssStart = rssKiB(cfg.pids);
   const self0 = process.cpuUsage();
+  const machine0 = machineCpu();
   st.measuring = true;
+  st.counting = true;
   st.tStart = performance.now();
   await sleep(cfg.measureMs);
   st.measuring = false;
   const elapsed = (performance.now() - st.tStart) / 1000;
   const serverCpu = cpuSeconds(cfg.pids) - cpu0;
   const self = process.cpuUsage(self0);
+  const machine1 = machineCpu();
+  const selfCpu = (self.user + self.system) / 1e6;
   st.running = false;
   const rss = rssKiB(cfg.pids);
-  // Let what is in flight finish so the peer is quiet for the next step, then hang up.
-  const until = performance.now() + 2000;
+  // Let what is in flight finish (so the peer is quiet for the next step), then hang up.
+  const until = performance.now() + cfg.cmdTimeoutMs;
   while (inflight.size && performance.now() < until) await sleep(20);
   clearInterval(sweep);
+  if (inflight.size) errors.UNANSWERED = inflight.size;
+  st.counting = false;
   for (const c of [...clients, ...exts]) c.close();
   lat.sort((a, b) => a - b);
   return {
@@ -186,14 +197,27 @@ async function closedLoop() {
     progressEvents: st.progress,
     serverCpuUsPerCmd: st.done ? (serverCpu * 1e6) / st.done : null,
     serverCpuPct: (100 * serverCpu) / elapsed,
-    loadgenCpuPct: (100 * (self.user + self.system)) / 1e6 / elapsed,
+    loadgenCpuPct: (100 * selfCpu) / elapsed,
+    // CPU that neither the peer nor the load generator used: other work on the machine, and the
+    // hypervisor's steal. High values mean the step was disturbed.
+    otherCpuPct: (100 * (machine1.busy - machine0.busy - serverCpu - selfCpu)) / elapsed,
+    stealPct: (100 * (machine1.steal - machine0.steal)) / elapsed,
     serverRssStartKiB: rssStart,
     serverRssKiB: rss,
     seconds: elapsed,
   };
 }
 
+/** Node peers collect garbage on SIGUSR2 (see node_relay.mjs), so RSS compares like with like. */
+async function collectGarbage() {
+  for (const pid of cfg.gcPids ?? []) {
+    try { process.kill(pid, 'SIGUSR2'); } catch { /* gone */ }
+  }
+  if (cfg.gcPids?.length) await sleep(300);
+}
+
 async function idle() {
+  await collectGarbage();
   const rss0 = rssKiB(cfg.pids);
   const cpu0 = cpuSeconds(cfg.pids);
   const conns = [];
@@ -210,6 +234,7 @@ async function idle() {
   const connectSeconds = (performance.now() - t0) / 1000;
   const connectCpu = cpuSeconds(cfg.pids) - cpu0;
   await sleep(cfg.settleMs);
+  await collectGarbage();
   const rss1 = rssKiB(cfg.pids);
   for (const c of conns) c.close();
   await sleep(200);

@@ -4,12 +4,15 @@
 //
 //   node bench/run.mjs [--profile smoke|short|soak] [--peers a,b,...] [--rounds N]
 //                      [--unpinned] [--py-spy] [--soak-seconds S] [--out DIR]
+//                      [--candidate DIR]
 //
 // Peers: hub-aio (semantest-server, in-process bus), hub-services (semantest-auth, -router,
 // -gateway over Redis), node-relay (socket.io + @socket.io/redis-adapter, two processes),
 // stream-relay (raw WebSocket + Redis streams, no Socket.IO). Pinned (default): every server
 // process of a peer, its Redis included, on CPU 0 and the load generator on CPU 1, so each peer
-// gets one core. All traffic stays on 127.0.0.1; every process started here is stopped at the end.
+// gets one core. --candidate DIR adds the hub from another checkout (a proposed change) as
+// hub-aio-candidate and hub-services-candidate, for a before/after in one run. All traffic
+// stays on 127.0.0.1; every process started here is stopped at the end.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { peerDefinitions } from './lib/peers.mjs';
-import { ProcessGroup, processTree, sleep } from './lib/procs.mjs';
+import { cpuSeconds, ProcessGroup, processTree, quiesce, sleep } from './lib/procs.mjs';
 import { renderReport } from './lib/report.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
@@ -32,43 +35,39 @@ const { values: opt } = parseArgs({
     'py-spy': { type: 'boolean', default: false },
     'soak-seconds': { type: 'string', default: '300' },
     out: { type: 'string', default: path.join(BENCH, 'results') },
+    candidate: { type: 'string' },
   },
 });
 
-const W2 = (inflight, measureMs) => ({
+// Workloads. The idle step runs first in each round, while the peer's heap is least disturbed.
+const IDLE = (connections, concurrency, settleMs) => ({
+  id: 'idle', group: 'idle', mode: 'idle', connections, concurrency, settleMs,
+});
+const W1 = (warmupMs, measureMs) => ({
+  id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1, warmupMs,
+  measureMs,
+});
+const W2 = (inflight, warmupMs, measureMs) => ({
   id: `w2-k${inflight}`, group: 'w2', mode: 'closed', clients: 100, extensions: 10, inflight,
-  warmupMs: 1500, measureMs,
+  warmupMs, measureMs,
 });
 const PROFILES = {
   smoke: {
     rounds: 1,
     steps: [
-      { id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1,
-        warmupMs: 300, measureMs: 700 },
-      { id: 'w2-k2', group: 'w2', mode: 'closed', clients: 4, extensions: 2, inflight: 2,
-        progress: 1, warmupMs: 300, measureMs: 700 },
-      { id: 'idle', group: 'idle', mode: 'idle', connections: 20, concurrency: 10, settleMs: 300 },
+      IDLE(20, 10, 300), W1(300, 700),
+      { ...W2(2, 300, 700), clients: 4, extensions: 2, progress: 1 },
     ],
   },
   short: {
     rounds: 1,
-    steps: [
-      { id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1,
-        warmupMs: 1000, measureMs: 4000 },
-      W2(1, 4000), W2(2, 4000), W2(4, 4000), W2(8, 4000),
-      { id: 'idle', group: 'idle', mode: 'idle', connections: 1000, concurrency: 100,
-        settleMs: 2000 },
-    ],
+    steps: [IDLE(1000, 100, 2000), W1(1000, 4000),
+      ...[1, 2, 4, 8].map((k) => W2(k, 1500, 4000))],
   },
   soak: {
     rounds: 3,
-    steps: [
-      { id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1,
-        warmupMs: 2000, measureMs: 15000 },
-      W2(1, 10000), W2(2, 10000), W2(4, 10000), W2(8, 10000),
-      { id: 'idle', group: 'idle', mode: 'idle', connections: 1000, concurrency: 100,
-        settleMs: 5000 },
-    ],
+    steps: [IDLE(1000, 100, 5000), W1(2000, 15000),
+      ...[1, 2, 4, 8].map((k) => W2(k, 2000, 10000))],
     finalSteps: [
       { id: 'soak', group: 'soak', mode: 'closed', clients: 100, extensions: 10, inflight: 2,
         progress: 1, warmupMs: 3000, measureMs: Number(opt['soak-seconds']) * 1000 },
@@ -80,6 +79,7 @@ const profile = PROFILES[opt.profile];
 if (!profile) throw new Error(`unknown --profile ${opt.profile}`);
 const rounds = Number(opt.rounds ?? profile.rounds);
 const peerIds = opt.peers.split(',').filter(Boolean);
+if (opt.candidate) peerIds.push('hub-aio-candidate', 'hub-services-candidate');
 const serverCpus = opt.unpinned ? null : '0';
 const loadgenCpus = opt.unpinned ? null : '1';
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -109,6 +109,7 @@ function runStep(peer, step) {
   const pids = processTree(peer.recs.map((rec) => rec.child.pid));
   const cfg = {
     ...step, transport: peer.transport, clientUrl: peer.clientUrl, extUrl: peer.extUrl, pids,
+    gcPids: peer.gcPids ?? [],
   };
   const argv = [path.join(BENCH, 'loadgen.mjs'), JSON.stringify(cfg)];
   const [file, args] = loadgenCpus ? ['taskset', ['-c', loadgenCpus, process.execPath, ...argv]]
@@ -126,6 +127,10 @@ function runStep(peer, step) {
       else if (line) resolve(JSON.parse(line.slice(7)));
       else reject(new Error(`loadgen ${peer.id}/${step.id} exited ${code}: ${err.slice(-2000)}`));
     });
+  }).then(async (res) => {
+    // A slow peer may still be working off the step's backlog: wait for it to go quiet.
+    res.quiet = await quiesce(pids);
+    return res;
   });
 }
 
@@ -136,8 +141,17 @@ async function profilePeer(peer) {
   const pids = processTree(peer.recs.map((rec) => rec.child.pid)).filter((pid) => {
     try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('python'); } catch { return false; }
   });
+  // py-spy counts a runnable process that waits for a core as busy. So that a process preempted
+  // by the Redis it just woke does not look busy in its send call, the peer may use every core
+  // and runs SCHED_BATCH (no wakeup preemption) while it is profiled.
+  for (const pid of processTree(peer.recs.map((rec) => rec.child.pid))) {
+    execFileSync('taskset', ['-a', '-p', '-c', `0-${os.cpus().length - 1}`, String(pid)],
+      { stdio: 'ignore' });
+    execFileSync('chrt', ['-a', '-b', '-p', '0', String(pid)], { stdio: 'ignore' });
+  }
   const seconds = 8;
-  const step = { ...W2(4, (seconds + 2) * 1000), id: 'profile' };
+  const rate = 250;
+  const step = { ...W2(4, 1500, (seconds + 2) * 1000), id: 'profile' };
   const load = runStep(peer, step);
   await sleep(step.warmupMs + 500);
   const files = [];
@@ -145,13 +159,15 @@ async function profilePeer(peer) {
     const name = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
       .map((a) => path.basename(a)).slice(1, 3).join('-');
     const file = path.join(outDir, `profile-${peer.id}-${name}-${pid}.txt`);
-    files.push({ pid, name, file });
-    const args = ['record', '--pid', String(pid), '--duration', String(seconds), '--rate', '250',
+    const cpu0 = cpuSeconds([pid]);
+    const entry = { pid, name, file, rate, seconds };
+    files.push(entry);
+    const args = ['record', '--pid', String(pid), '--duration', String(seconds), '--rate', String(rate),
       '--nonblocking', '--format', 'raw', '--output', file];
     const [cmd, argv] = loadgenCpus ? ['taskset', ['-c', loadgenCpus, pyspy, ...args]] : [pyspy, args];
     const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr.on('data', (d) => process.stderr.write(d));
-    child.on('exit', resolve);
+    child.on('exit', () => { entry.cpuSeconds = cpuSeconds([pid]) - cpu0; resolve(); });
   })));
   await load;
   return files.filter((f) => fs.existsSync(f.file));
@@ -184,7 +200,8 @@ function versions() {
   };
 }
 
-const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus });
+const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus,
+  candidate: opt.candidate });
 for (const id of peerIds) if (!defs[id]) throw new Error(`unknown peer ${id}`);
 const started = [];
 for (const id of peerIds) {

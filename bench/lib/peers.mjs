@@ -13,7 +13,7 @@ export const HUB_ENV = {
   JWT_SECRET: 'bench-only-secret-not-for-production-use-0123456789',
 };
 
-export function peerDefinitions({ root, bench, group, serverCpus }) {
+export function peerDefinitions({ root, bench, group, serverCpus, candidate }) {
   const venv = path.join(root, '.venv/bin');
   const opts = (env = {}) => ({ env, cpus: serverCpus, cwd: root });
   // The hub reads ./config.json when present: run it where there is none.
@@ -39,50 +39,64 @@ export function peerDefinitions({ root, bench, group, serverCpus }) {
     await waitHttp(`http://127.0.0.1:${port}/health`, 30000, () => !rec.exited);
   }
 
-  return {
-    'hub-aio': {
+  function hubAio(id, extraEnv) {
+    return {
       async start() {
         const port = await freePort();
-        const rec = group.start('hub-aio', hubBinary('semantest-server'), [],
-          hubOpts({ PORT: String(port) }));
+        const rec = group.start(id, hubBinary('semantest-server'), [],
+          hubOpts({ ...extraEnv, PORT: String(port) }));
         await served(rec, port);
         const url = `http://127.0.0.1:${port}`;
-        return { id: 'hub-aio', transport: 'sio', clientUrl: url, extUrl: url,
-          recs: [rec] };
+        return { id, transport: 'sio', clientUrl: url, extUrl: url, recs: [rec] };
       },
-    },
-    'hub-services': {
+    };
+  }
+
+  function hubServices(id, extraEnv) {
+    return {
       async start() {
-        const r = await redis('hub-services');
-        const env = { REDIS_URL: `redis://127.0.0.1:${r.port}/0` };
+        const r = await redis(id);
+        const env = { ...extraEnv, REDIS_URL: `redis://127.0.0.1:${r.port}/0` };
         const recs = [];
         let port;
         for (const role of ['auth', 'router', 'gateway']) { // every role serves /health
           port = await freePort();
-          const rec = group.start(`hub-${role}`, hubBinary(`semantest-${role}`), [],
+          const rec = group.start(`${id}-${role}`, hubBinary(`semantest-${role}`), [],
             hubOpts({ ...env, PORT: String(port) }));
           await served(rec, port);
           recs.push(rec);
         }
         const url = `http://127.0.0.1:${port}`;
-        return { id: 'hub-services', transport: 'sio', clientUrl: url, extUrl: url,
-          recs: [r.rec, ...recs] };
+        return { id, transport: 'sio', clientUrl: url, extUrl: url, recs: [r.rec, ...recs] };
       },
-    },
+    };
+  }
+
+  // A candidate change to the hub, measured beside the current one: its source tree is
+  // imported first (PYTHONPATH=<candidate>/services).
+  const candidateEnv = candidate ? { PYTHONPATH: path.join(path.resolve(candidate), 'services') } : null;
+  return {
+    'hub-aio': hubAio('hub-aio', {}),
+    'hub-services': hubServices('hub-services', {}),
+    ...(candidate ? {
+      'hub-aio-candidate': hubAio('hub-aio-candidate', candidateEnv),
+      'hub-services-candidate': hubServices('hub-services-candidate', candidateEnv),
+    } : {}),
     'node-relay': {
       async start() {
         const r = await redis('node-relay');
         const nodes = [];
         for (const name of ['relay-clients', 'relay-extensions']) {
           const port = await freePort();
-          const rec = group.start(name, process.execPath, [
+          const rec = group.start(name, process.execPath, ['--expose-gc',
             path.join(bench, 'node_relay.mjs'), '--port', String(port), '--redis-port',
             String(r.port)], opts());
           await served(rec, port);
           nodes.push({ rec, url: `http://127.0.0.1:${port}` });
         }
         return { id: 'node-relay', transport: 'sio', clientUrl: nodes[0].url,
-          extUrl: nodes[1].url, recs: [r.rec, ...nodes.map((n) => n.rec)] };
+          extUrl: nodes[1].url, recs: [r.rec, ...nodes.map((n) => n.rec)],
+          gcPids: nodes.map((n) => n.rec.child.pid) };
       },
     },
     'stream-relay': {

@@ -66,7 +66,26 @@ export function rssKiB(pids) {
   return total;
 }
 
+/** Machine-wide CPU seconds from /proc/stat: {busy (all but idle and iowait), steal}. */
+export function machineCpu() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1)
+    .map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: (total - f[3] - f[4]) / CLK_TCK, steal: (f[7] ?? 0) / CLK_TCK };
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until `pids` use less than `pct` % of a core over 250 ms (at most `timeoutMs`). */
+export async function quiesce(pids, pct = 5, timeoutMs = 15000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const before = cpuSeconds(pids);
+    await sleep(250);
+    if ((cpuSeconds(pids) - before) / 0.25 * 100 < pct) return true;
+  }
+  return false;
+}
 
 /** Resolves when GET url answers 2xx; rejects after timeoutMs or when `alive()` turns false. */
 export async function waitHttp(url, timeoutMs, alive = () => true) {

@@ -6,6 +6,8 @@ const REF = 'node-relay';
 const LABELS = {
   'hub-aio': 'hub all-in-one',
   'hub-services': 'hub services (Redis)',
+  'hub-aio-candidate': 'candidate hub all-in-one',
+  'hub-services-candidate': 'candidate hub services (Redis)',
   'node-relay': 'Node socket.io relay',
   'stream-relay': 'raw stream relay',
 };
@@ -37,35 +39,52 @@ function closedRows(peerIds, results, stepIds, steps) {
       rows.push([LABELS[id], step.clients * step.inflight, fmt(r.cmdPerSec), ratio(r.cmdPerSec, ref?.cmdPerSec),
         fmt(r.p50, 2), fmt(r.p95, 2), fmt(r.p99, 2), ratio(r.p99, ref?.p99), errs,
         fmt(r.serverCpuUsPerCmd), ratio(r.serverCpuUsPerCmd, ref?.serverCpuUsPerCmd),
-        fmt(r.serverCpuPct), fmt(r.loadgenCpuPct)]);
+        fmt(r.serverCpuPct), fmt(r.loadgenCpuPct), fmt(r.otherCpuPct)]);
     }
   }
   return table(['peer', 'in flight', 'cmd/s', 'cmd/s vs relay', 'p50 ms', 'p95 ms', 'p99 ms',
     'p99 vs relay', 'errors', 'server µs/cmd', 'µs/cmd vs relay', 'server CPU %',
-    'loadgen CPU %'], rows);
+    'loadgen CPU %', 'other CPU %'], rows);
 }
 
-/** Top frames of a py-spy raw (collapsed) profile: self and inclusive share of samples. */
+// uvloop runs callbacks from C, so a coroutine's sampled stack starts at its own frame; these
+// roots only say "the event loop is running", and self time in run_app is the loop's C code.
+const LOOP_ROOTS = /^(<module>|main\w*|run|run_app) \(/;
+
+function parseFrame(frame) {
+  const m = /^(.*) \((.*):\d+\)$/.exec(frame);
+  if (!m) return { label: frame || '(native)', pkg: '(native)' };
+  const [, name, file] = m;
+  const parts = file.split('/');
+  const base = parts.at(-1);
+  let pkg = parts.length > 1 ? parts[0] : base.replace(/\.py$/, '');
+  if (pkg === 'semantest' && parts.length > 2) pkg = `${parts[0]}/${parts[1]}`;
+  if (name === 'run_app') pkg = 'event loop (uvloop C code, syscalls)';
+  return { label: `${name} (${base})`, pkg };
+}
+
+/** A py-spy raw (collapsed) profile: top self and inclusive frames, and self time by package. */
 export function summarizeProfile(file, top = 12) {
   const self = new Map();
   const incl = new Map();
+  const pkgs = new Map();
+  const bump = (m, k, n) => m.set(k, (m.get(k) ?? 0) + n);
   let total = 0;
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
     const cut = line.lastIndexOf(' ');
-    if (cut < 0) continue;
     const count = Number(line.slice(cut + 1));
-    if (!count) continue;
-    const frames = line.slice(0, cut).split(';')
-      .map((f) => f.replace(/\s*\(([^)]*?)([^/)]*):\d+\)$/, ' ($2)'));
-    if (!frames.length) continue;
+    if (cut < 0 || !count) continue;
+    const frames = line.slice(0, cut).split(';').map(parseFrame);
     total += count;
-    const leaf = frames.at(-1);
-    self.set(leaf, (self.get(leaf) ?? 0) + count);
-    for (const f of new Set(frames)) incl.set(f, (incl.get(f) ?? 0) + count);
+    bump(self, frames.at(-1).label, count);
+    bump(pkgs, frames.at(-1).pkg, count);
+    for (const label of new Set(frames.map((f) => f.label))) {
+      if (!LOOP_ROOTS.test(label)) bump(incl, label, count);
+    }
   }
-  const best = (m) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top)
-    .map(([f, n]) => ({ frame: f, pct: (100 * n) / total }));
-  return { total, self: best(self), inclusive: best(incl) };
+  const best = (m, n = top) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n)
+    .map(([f, c]) => ({ frame: f, pct: (100 * c) / total }));
+  return { total, self: best(self), inclusive: best(incl), packages: best(pkgs, 10) };
 }
 
 export function renderReport({ info, profile, rounds, steps, peerIds, results, profiles }) {
@@ -77,7 +96,9 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
     + `Commit ${info.git}, ${info.date}.`);
   out.push(`Versions: Python ${info.python} (${info.pythonPackages}); Node ${info.node} `
     + `(${info.nodePackages}); Redis ${info.redis}.`);
-  out.push('Ratios are to the Node socket.io relay (peer 3). Latency is client emit to `result`.');
+  out.push('Ratios are to the Node socket.io relay (peer 3). Latency is client emit to `result`. '
+    + 'CPU % is of one core; "other" is CPU used on the machine by anything but the peer and '
+    + 'the load generator during the step (plus steal): high values mean a disturbed step.');
 
   const byGroup = (g) => steps.filter((s) => s.group === g).map((s) => s.id);
   const w1 = steps.find((s) => s.group === 'w1');
@@ -130,12 +151,16 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
   })));
 
   for (const { peer, files } of profiles) {
-    for (const { name, file } of files) {
+    for (const { name, file, rate, seconds, cpuSeconds } of files) {
       const s = summarizeProfile(file);
-      out.push('', `## py-spy: ${LABELS[peer]}, ${name} (${s.total} samples, W2 at 4 in flight)`, '');
-      out.push(table(['self %', 'function', 'inclusive %', 'function'], s.self.map((x, i) => [
-        fmt(x.pct, 1), `\`${x.frame}\``, fmt(s.inclusive[i]?.pct, 1),
-        `\`${s.inclusive[i]?.frame ?? ''}\``])));
+      out.push('', `## py-spy: ${LABELS[peer]}, ${name}`, '',
+        `W2 at 4 in flight, processes unpinned, ${seconds} s at ${rate} Hz: ${s.total} samples `
+        + `(${fmt(s.total / rate, 1)} s runnable) while the process used ${fmt(cpuSeconds, 1)} s `
+        + 'of CPU; the difference is time it was runnable but waiting for a core.', '');
+      out.push(table(['self %', 'function', 'inclusive %', 'function', 'self % by package',
+        'package'], s.self.map((x, i) => [fmt(x.pct, 1), `\`${x.frame}\``,
+        fmt(s.inclusive[i]?.pct, 1), `\`${s.inclusive[i]?.frame ?? ''}\``,
+        fmt(s.packages[i]?.pct, 1), s.packages[i]?.frame ?? ''])));
     }
   }
 
