@@ -22,7 +22,7 @@ import datetime
 import secrets
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -32,7 +32,7 @@ from semantest_operator import conditions, resources, tls
 from semantest_operator.apply import Kube, reason_of
 from semantest_operator.conditions import Condition, Problem
 
-RETRY_DELAY = 30.0  # s before a blocked cluster is tried again
+RETRY_DELAY = 10.0  # s before a blocked cluster is tried again (or a new spec is read)
 HANDOVER_MANAGER = "semantest-autoscaling-handover"
 PRUNED_KINDS = ("Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler",
                 "PodDisruptionBudget")
@@ -49,19 +49,11 @@ class Outcome:
 
 @dataclass
 class TlsState:
+    """The TLSReady condition, the hash that rolls the gateways, and status.tls."""
+
     condition: Condition
     hash: str = ""
     status: dict[str, str] | None = None
-
-
-@dataclass
-class Notes:
-    """Events to post once the pass is over, as (type, reason, message)."""
-
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def normal(self, reason: str, message: str) -> None:
-        self.events.append(("Normal", reason, message))
 
 
 def _now() -> datetime.datetime:
@@ -137,17 +129,17 @@ class Pass:
 
     def __init__(self, kube: Kube, body: Mapping[str, Any], version: str) -> None:
         self.kube = kube
-        self.body = body
+        self.body = kopf.Body(body)
         self.cluster = resources.Cluster.of(body, version)
         self.uid = str(body["metadata"]["uid"])
         self.generation = int(body["metadata"].get("generation") or 1)
         self.previous: Mapping[str, Any] = body.get("status") or {}
-        self.notes = Notes()
         self.now = _now()
+        self.events: list[tuple[str, str, str]] = []  # (type, reason, message), posted at the end
+        self.fresh = self.is_fresh()
 
     async def run(self) -> Outcome:
-        workloads: dict[str, Mapping[str, Any]] = {}
-        tls_state = TlsState(Condition(conditions.TLS_READY, False, "NotChecked", ""))
+        problem = None
         try:
             problem = await self.missing()
             if problem is None and self.fresh:
@@ -160,14 +152,16 @@ class Pass:
         except ApiException as exc:
             reason = "InvalidSpec" if exc.status == 422 else "ApplyFailed"
             problem = Problem(reason, reason_of(exc), permanent=exc.status == 422)
-        status = self.status(workloads, tls_state, problem)
+        status = self.blocked(problem) if problem else self.healthy(workloads, tls_state)
         await self.write(status)
-        for kind, reason, message in self.notes.events:
+        for kind, reason, message in self.events:
             kopf.event(self.body, type=kind, reason=reason, message=message)
         return Outcome(status, problem)
 
-    @property
-    def fresh(self) -> bool:
+    def note(self, reason: str, message: str) -> None:
+        self.events.append(("Normal", reason, message))
+
+    def is_fresh(self) -> bool:
         """A spec not yet applied cleanly: check it whole on the server before changing a thing."""
         degraded = any(
             c.get("type") == conditions.DEGRADED and c.get("status") == "True"
@@ -177,7 +171,7 @@ class Pass:
 
     def adopt(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Make the cluster the controlling owner, so garbage collection takes the child."""
-        kopf.adopt(manifest, owner=kopf.Body(self.body))
+        kopf.adopt(manifest, owner=self.body)
         return manifest
 
     # ---- checks that need the API server ---------------------------------------------------
@@ -225,7 +219,7 @@ class Pass:
             value = secrets.token_urlsafe(32).encode()
             manifest = resources.secret(self.cluster, ref.name, component, {ref.key: value})
             if await self.kube.create(self.adopt(manifest)):
-                self.notes.normal("SecretGenerated", f"generated Secret {ref.name} ({ref.key})")
+                self.note("SecretGenerated", f"generated Secret {ref.name} ({ref.key})")
 
     async def tls(self) -> TlsState:
         cluster = self.cluster
@@ -267,7 +261,7 @@ class Pass:
             data = {"tls.crt": pair.cert, "tls.key": pair.key}
             manifest = resources.secret(cluster, ca_name, "tls-ca", data, "kubernetes.io/tls")
             await kube.create(self.adopt(manifest))
-            self.notes.normal("CertificateIssued", f"created the cluster CA in Secret {ca_name}")
+            self.note("CertificateIssued", f"created the cluster CA in Secret {ca_name}")
             found = await kube.get("Secret", cluster.namespace, ca_name)
         ca = tls.KeyPair(_decode(found, "tls.crt"), _decode(found, "tls.key"))
         current = await kube.get("Secret", cluster.namespace, name)
@@ -284,11 +278,11 @@ class Pass:
         manifest = self.adopt(resources.secret(cluster, name, "tls", data, "kubernetes.io/tls"))
         if current is None:
             await kube.create(manifest)
-            self.notes.normal("CertificateIssued", f"issued the gateway certificate in {name}")
+            self.note("CertificateIssued", f"issued the gateway certificate in {name}")
         else:
             manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             await kube.replace(manifest)
-            self.notes.normal("CertificateRenewed", f"renewed the certificate in {name}: {reason}")
+            self.note("CertificateRenewed", f"renewed the certificate in {name}: {reason}")
         return pair.cert
 
     # ---- children --------------------------------------------------------------------------
@@ -309,7 +303,7 @@ class Pass:
                 workloads[obj["metadata"]["labels"][resources.COMPONENT_LABEL]] = obj
         if created:
             reason = "Created" if self.fresh else "Restored"
-            self.notes.normal(reason, ", ".join(created))
+            self.note(reason, ", ".join(created))
         return workloads
 
     async def hand_over_replicas(self, name: str) -> None:
@@ -347,47 +341,55 @@ class Pass:
                     await kube.delete(kind, cluster.namespace, name, obj["metadata"]["uid"])
                     gone.append(f"{kind}/{name}")
         if gone:
-            self.notes.normal("Pruned", "deleted (no longer in the spec): " + ", ".join(gone))
+            self.note("Pruned", "deleted (no longer in the spec): " + ", ".join(gone))
 
     # ---- status ----------------------------------------------------------------------------
 
-    def status(
-        self, objs: Mapping[str, Mapping[str, Any]], tls_state: TlsState, problem: Problem | None
+    def healthy(
+        self, objs: Mapping[str, Mapping[str, Any]], tls_state: TlsState
     ) -> dict[str, Any]:
+        """The status after a full pass: conditions and counts from what the API server holds."""
         cluster = self.cluster
         workloads = {name: conditions.Workload.of(obj) for name, obj in objs.items()}
-        if problem is None:
-            external = None if cluster.managed_redis else cluster.redis_url
-            redis = conditions.redis_condition(workloads.get("redis"), external)
-            tls_condition = tls_state.condition
-        else:
-            redis = self.carried(conditions.REDIS_READY, problem)
-            tls_condition = self.carried(conditions.TLS_READY, problem)
+        external = None if cluster.managed_redis else cluster.redis_url
         evaluated = conditions.evaluate(
-            {k: w for k, w in workloads.items() if k != "redis"},
-            redis,
-            tls_condition,
+            {name: w for name, w in workloads.items() if name != "redis"},
+            conditions.redis_condition(workloads.get("redis"), external),
+            tls_state.condition,
             cluster.tls_enabled,
+            None,
+        )
+        status = self.summary(evaluated)
+        for component in (*resources.COMPONENTS, "redis"):
+            workload = workloads.get(component)
+            status[component] = workload and {
+                "replicas": workload.desired,
+                "readyReplicas": workload.ready,
+                "selector": resources.selector_string(cluster, component),
+            }
+        status["tls"] = tls_state.status
+        return status
+
+    def blocked(self, problem: Problem) -> dict[str, Any]:
+        """The status when the pass stopped: the problem, and the rest as last seen."""
+        evaluated = conditions.evaluate(
+            {},
+            self.carried(conditions.REDIS_READY, problem),
+            self.carried(conditions.TLS_READY, problem),
+            self.cluster.tls_enabled,
             problem,
         )
-        status: dict[str, Any] = {
+        return self.summary(evaluated)
+
+    def summary(self, evaluated: list[Condition]) -> dict[str, Any]:
+        return {
             "observedGeneration": self.generation,
             "phase": conditions.phase(evaluated),
-            "endpoint": resources.endpoint(cluster),
+            "endpoint": resources.endpoint(self.cluster),
             "conditions": conditions.stamp(
                 self.previous.get("conditions", []), evaluated, self.generation, self.now
             ),
         }
-        if problem is None:
-            for component in (*resources.COMPONENTS, "redis"):
-                workload = workloads.get(component)
-                status[component] = workload and {
-                    "replicas": workload.desired,
-                    "readyReplicas": workload.ready,
-                    "selector": resources.selector_string(cluster, component),
-                }
-            status["tls"] = tls_state.status
-        return status
 
     def carried(self, kind: str, problem: Problem) -> Condition:
         """A condition this pass could not check: as it was, or unknown so far."""
@@ -410,9 +412,7 @@ class Pass:
             same = all(old.get(k) == condition[k] for k in ("status", "reason", "message"))
             if condition["type"] == conditions.DEGRADED and condition["status"] == "True":
                 if not same:
-                    self.notes.events.append(
-                        ("Warning", condition["reason"], condition["message"])
-                    )
+                    self.events.append(("Warning", condition["reason"], condition["message"]))
             elif condition["type"] == conditions.READY and condition["status"] == "True":
                 if old.get("status") != "True":
-                    self.notes.normal("Ready", f"the hub serves at {status['endpoint']}")
+                    self.note("Ready", f"the hub serves at {status['endpoint']}")

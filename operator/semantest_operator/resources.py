@@ -8,6 +8,9 @@ filled in (charts/semantest/crds/semantestclusters.semantest.io.yaml).
 Children are named `<cluster>-<suffix>` and labelled with the app.kubernetes.io set plus
 `app.kubernetes.io/managed-by: semantest-operator`, which is how the operator finds (and only
 ever touches) its own objects.
+
+The module is long (one builder per child kind, mostly dict literals); it stays whole because
+every builder shares the same names, labels and references defined at the top.
 """
 
 from __future__ import annotations
