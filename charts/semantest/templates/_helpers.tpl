@@ -106,9 +106,9 @@ registry/repository:tag, or registry/repository@digest when image.digest is set.
 {{- toJson (.Values.operator.watchNamespaces | default list) -}}
 {{- end -}}
 
-{{/* semantest.cluster.name: the name of the SemantestCluster the chart creates. */}}
+{{/* semantest.cluster.name: the SemantestCluster the chart creates (the CRD allows 40 characters). */}}
 {{- define "semantest.cluster.name" -}}
-{{- default (include "semantest.fullname" .) .Values.cluster.name | trunc 63 | trimSuffix "-" -}}
+{{- default (include "semantest.fullname" .) .Values.cluster.name | trunc 40 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/*
