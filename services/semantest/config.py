@@ -46,6 +46,8 @@ class Server(Section):
     cors: Cors | None = None
     tls: Tls = Tls()
     max_connections: int = Field(1000, ge=1)
+    max_connections_per_principal: int | None = Field(
+        None, ge=1, description="per credential on one gateway; none = only maxConnections")
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
@@ -90,8 +92,17 @@ class User(Section):
     scopes: list[Literal["client", "extension", "admin"]] = ["client"]
 
 
+class LoginAttempts(Section):
+    """/auth/login attempts allowed per window, per username and per client IP."""
+
+    window_ms: int = Field(900_000, ge=1)
+    per_username: int = Field(10, ge=1)
+    per_ip: int = Field(100, ge=1)
+
+
 class Auth(Section):
     enabled: bool = True
+    login_attempts: LoginAttempts = LoginAttempts()
     jwt: Jwt = Jwt()
     api_keys: ApiKeys = ApiKeys()
     users: list[User] = []
@@ -134,6 +145,7 @@ class RateLimiting(Section):
     window_ms: int = Field(60000, ge=1)
     max_requests: int = Field(100, ge=1)
     message: str = "Too many requests"
+    trust_proxy: int = Field(0, ge=0, le=10, description="X-Forwarded-For hops to trust")
 
 
 class ScalingRedis(Section):
@@ -178,6 +190,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "PORT": ("server", "port"),
     "HOST": ("server", "host"),
     "MAX_CONNECTIONS": ("server", "maxConnections"),
+    "MAX_CONNECTIONS_PER_PRINCIPAL": ("server", "maxConnectionsPerPrincipal"),
     "AUTH_ENABLED": ("auth", "enabled"),
     "API_KEY_HEADER": ("auth", "apiKeys", "header"),
     "JWT_SECRET": ("auth", "jwt", "secret"),
@@ -243,4 +256,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The merged settings as JSON-ready data, every secret replaced by `***`."""
-    return orjson.loads(settings.model_dump_json(by_alias=True))
+    data = orjson.loads(settings.model_dump_json(by_alias=True))
+    for section in (data["redis"], data["scaling"]["redis"]):  # redis://user:password@host
+        if section.get("url"):
+            section["url"] = re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", section["url"])
+    return data

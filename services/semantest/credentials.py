@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from semantest.protocol import (
     HubError,
     Principal,
     Scope,
+    api_key_key,
     revoked_token_key,
 )
 
@@ -30,6 +32,8 @@ LEEWAY_S = 5
 STATIC_KEY_SCOPES = frozenset({Scope.CLIENT.value, Scope.EXTENSION.value})
 ADMIN_SCOPES = frozenset({Scope.CLIENT.value, Scope.EXTENSION.value, Scope.ADMIN.value})
 ANONYMOUS = Principal("anonymous", DEFAULT_TENANT, ADMIN_SCOPES - {Scope.ADMIN.value})
+API_KEY_PREFIX = "smk_"
+"""Keys made through /auth/api-keys read `smk_<id>_<secret>`: the id finds the record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,30 @@ class IssuedToken:
 def fingerprint(secret: str) -> str:
     """A stable, non-reversible id for a key: how it is stored and how logs may name it."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    id: str
+    key: str
+    digest: str
+
+
+def new_api_key() -> NewApiKey:
+    """A fresh key (256 random bits): shown once; only its digest is ever stored."""
+    key_id = secrets.token_hex(8)
+    key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    return NewApiKey(key_id, key, fingerprint(key))
+
+
+def api_key_id(key: str) -> str | None:
+    """The record id inside a made key, or None for anything else (a static key, a guess)."""
+    if not key.startswith(API_KEY_PREFIX):
+        return None
+    key_id, _, rest = key[len(API_KEY_PREFIX):].partition("_")
+    if len(key_id) != 16 or not rest or any(c not in "0123456789abcdef" for c in key_id):
+        return None
+    return key_id
 
 
 def issue_token(principal: Principal, secret: str, expires_in: int) -> IssuedToken:
@@ -103,16 +131,22 @@ class Verifier:
         if not self.enabled:
             return ANONYMOUS
         if api_key:
-            return self.api_key(api_key)
+            return await self.api_key(api_key)
         if token:
             return await self.token(token)
         raise HubError(ErrorCode.AUTH_REQUIRED, "a token or an API key is required")
 
-    def api_key(self, api_key: str) -> Principal:
+    async def api_key(self, api_key: str) -> Principal:
         digest = fingerprint(api_key)
         for known, principal in self._keys.items():
             if hmac.compare_digest(known, digest):
                 return principal
+        key_id = api_key_id(api_key)
+        if key_id is not None:  # one store read: made keys live in the store, as hashes
+            record = await self._store.get(api_key_key(key_id))
+            if record is not None and hmac.compare_digest(str(record.get("hash")), digest):
+                return Principal(f"apikey:{key_id}", str(record["tenant"]),
+                                 frozenset(record["scopes"]), key_id)
         raise HubError(ErrorCode.AUTH_INVALID, "API key is invalid")
 
     async def token(self, token: str) -> Principal:

@@ -84,6 +84,10 @@ AUTH_REQUESTS = "auth:requests"
 """HTTP requests for /auth/* forwarded by gateways; the auth group answers in the caller's inbox."""
 AUTH_GROUP = "auth"
 
+REVOCATIONS = "revocations"
+"""Credentials just revoked (`{credential}`: an API key id or a token jti): every gateway tails
+this and drops the connections that authenticated with one."""
+
 
 def gateway_inbox(gateway_id: str) -> str:
     """Deliveries for the sockets of one gateway process."""
@@ -167,6 +171,20 @@ def tenant_in_flight_key(tenant: str) -> str:
 
 def revoked_token_key(jti: str) -> str:
     return f"revoked:{jti}"
+
+
+API_KEYS = "apikeys"
+"""The set of every API key id made through /auth/api-keys."""
+
+
+def api_key_key(key_id: str) -> str:
+    """One API key made by an admin: name, scopes, tenant and the key's hash (never the key)."""
+    return f"apikey:{key_id}"
+
+
+def rate_key(bucket: str, who: str) -> str:
+    """A rate-limit window: `bucket` says what is counted (event, connect, http, login-...)."""
+    return f"rate:{bucket}:{who}"
 
 
 def session_key(tenant: str, session_id: str) -> str:

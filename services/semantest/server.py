@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 
+import aiohttp_cors
 import orjson
 import uvloop
 from aiohttp import web
@@ -23,7 +24,7 @@ from semantest import protocol as p
 from semantest.auth import app as auth_app
 from semantest.auth.passwords import hash_password
 from semantest.bus import Bus, open_bus
-from semantest.config import ConfigError, Settings, load_settings, masked
+from semantest.config import ConfigError, Cors, Settings, load_settings, masked
 from semantest.gateway import app as gateway_app
 from semantest.router import app as router_app
 from semantest.telemetry import Metrics, configure_logging, create_metrics
@@ -96,23 +97,60 @@ def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Applica
     app.router.add_get("/health/live", health.live)
     app.router.add_get("/health/ready", health.ready)
     app.router.add_get("/metrics", metrics_route)
+    allow_cors(app, settings.effective_cors or Cors())
     return app
 
 
+def allow_cors(app: web.Application, cors: Cors) -> None:
+    """`cors` (or `server.cors`) on every HTTP route, with aiohttp-cors; the Socket.IO handshake
+    gets the same origins from python-socketio (see gateway/sockets.py)."""
+    origins = [cors.origin] if isinstance(cors.origin, str) else cors.origin
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=cors.credentials, allow_headers=tuple(cors.allowed_headers),
+        allow_methods=tuple(cors.methods), expose_headers=("Retry-After",))
+    config = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
+    methods = {method.upper() for method in cors.methods}
+    if "GET" in methods:
+        methods.add("HEAD")
+    for route in list(app.router.routes()):
+        if not route.resource or route.resource.canonical.startswith("/socket.io"):
+            continue
+        if route.method in methods:  # a route added here is a method CORS allows
+            config.add(route)
+
+
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """`server.tls`: https/wss on the same port; with `ca`, clients must show a certificate."""
     tls = settings.server.tls
     if not tls.enabled:
         return None
-    if tls.cert is None or tls.key is None:
-        raise ConfigError("config key server.tls: cert and key are required when enabled")
+    for name, path in (("cert", tls.cert), ("key", tls.key)):
+        if path is None:
+            raise ConfigError(f"config key server.tls.{name}: required when TLS is enabled")
+    files = {"cert": tls.cert, "key": tls.key, "ca": tls.ca}
+    for name, path in files.items():
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"config key server.tls.{name}: cannot read {str(path)!r}: "
+                              f"{exc.strerror}") from None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(tls.cert, tls.key)
-        if tls.ca is not None:
-            context.load_verify_locations(tls.ca)
-            context.verify_mode = ssl.CERT_REQUIRED
+        context.load_cert_chain(files["cert"], files["key"])
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"config key server.tls: cannot load certificate files: {exc}") from None
+        raise ConfigError(f"config key server.tls.cert/key: not a matching PEM certificate and "
+                          f"key ({exc.__class__.__name__}: {exc.args[-1]})") from None
+    if tls.ca is not None:
+        try:
+            context.load_verify_locations(tls.ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"config key server.tls.ca: not a PEM CA bundle "
+                              f"({exc.__class__.__name__}: {exc.args[-1]})") from None
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 

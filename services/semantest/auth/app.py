@@ -21,7 +21,7 @@ class AuthService:
     def __init__(self, settings: Settings, bus: Bus, metrics: Metrics) -> None:
         self.bus = bus
         self.metrics = metrics
-        self.routes = AuthRoutes(settings, bus.store)
+        self.routes = AuthRoutes(settings, bus)
         self.consumer = f"auth-{uuid.uuid4().hex[:12]}"
 
     async def answer(self, delivery: Delivery) -> None:

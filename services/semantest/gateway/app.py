@@ -19,6 +19,7 @@ from aiohttp import web
 from semantest import protocol as p
 from semantest.bus.base import Bus, Message
 from semantest.config import Settings
+from semantest.gateway import limits
 from semantest.gateway.sockets import GatewaySockets
 from semantest.protocol import ErrorCode, Role
 from semantest.telemetry import Metrics
@@ -60,12 +61,17 @@ class Gateway:
                 "rid": rid, "reply": self.sockets.inbox, "method": request.method,
                 "path": request.path, "body": body,
                 "authorization": request.headers.get("Authorization"),
-                "ip": request.remote})
+                "apiKey": request.headers.get(self.sockets.settings.auth.api_keys.header),
+                "ip": self.sockets.limits.ip_of(request)})
             reply = await asyncio.wait_for(future, AUTH_REPLY_TIMEOUT_S)
         except TimeoutError:
             return error_response(503, ErrorCode.UNAVAILABLE, "the auth service did not answer")
         finally:
             self._replies.pop(rid, None)
+        retry_after = (reply["body"].get("error") or {}).get("retryAfter")
+        if reply["status"] == 429 and isinstance(retry_after, int):  # login attempts
+            return limits.too_many(limits.RateLimited(reply["body"]["error"]["message"],
+                                                      retry_after))
         return web.json_response(reply["body"], status=reply["status"],
                                  dumps=lambda v: orjson.dumps(v).decode())
 
@@ -85,7 +91,9 @@ class Gateway:
 
     def routes(self, app: web.Application) -> None:
         self.sockets.sio.attach(app)
-        app.router.add_route("*", "/auth/{tail:.*}", self.forward_auth)
+        for method in ("GET", "POST", "DELETE"):  # explicit, so CORS can add OPTIONS
+            app.router.add_route(method, "/auth/{tail:.*}", self.forward_auth)
+        app.middlewares.append(self.sockets.limits.http)
 
 
 @contextlib.asynccontextmanager
@@ -93,7 +101,8 @@ async def component(settings: Settings, bus: Bus, metrics: Metrics,
                     gateway: Gateway) -> AsyncIterator[Gateway]:
     """Read the inbox and keep the extension registry fresh while the context is open."""
     tasks = [asyncio.create_task(gateway.read_inbox()),
-             asyncio.create_task(gateway.sockets.refresh_registry())]
+             asyncio.create_task(gateway.sockets.refresh_registry()),
+             asyncio.create_task(gateway.sockets.revocations.watch(bus, gateway.sockets))]
     log.info("gateway %s reading %s", gateway.id, gateway.sockets.inbox)
     try:
         yield gateway

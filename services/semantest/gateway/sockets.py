@@ -21,7 +21,7 @@ from semantest import protocol as p
 from semantest.bus.base import Bus, Delivery, Message
 from semantest.config import Settings
 from semantest.credentials import Verifier
-from semantest.gateway import codec, events
+from semantest.gateway import codec, events, limits, revocations
 from semantest.gateway.channels import Channels
 from semantest.gateway.connections import Connection, Connections
 from semantest.gateway.sessions import Sessions
@@ -65,6 +65,8 @@ class GatewaySockets:
         self.gateway_id = gateway_id
         self.inbox = p.gateway_inbox(gateway_id)
         self.verifier = Verifier(settings, bus.store)
+        self.limits = limits.Limits(settings, bus.store)
+        self.revocations = revocations.Revocations()
         self.connections = Connections()
         # Commands this gateway's extensions are running, and where they came from: progress
         # goes straight back to the origin, ahead of the result, which passes the router.
@@ -127,6 +129,7 @@ class GatewaySockets:
                 "ext": connection.extension_id})
 
     async def _admit(self, sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Connection:
+        await self.limits.connect_attempt(environ)
         handshake = events.parse(events.Handshake, auth)
         if len(self.connections) >= self.settings.server.max_connections:
             raise HubError(ErrorCode.TOO_MANY_CONNECTIONS, "this gateway is at MAX_CONNECTIONS")
@@ -136,6 +139,8 @@ class GatewaySockets:
         )
         api_key = handshake.api_key or _header(environ, self.settings.auth.api_keys.header)
         principal = await self.verifier.resolve(token, api_key)
+        self.revocations.check(principal)  # no await from here to connections.add
+        self.limits.admit(principal, self.connections)
         role = Role(handshake.role)
         if not principal.allows(Scope(role.value)):
             raise HubError(ErrorCode.FORBIDDEN, f"this credential may not connect as {role.value}")
@@ -195,6 +200,7 @@ class GatewaySockets:
             try:
                 if connection is None:
                     raise HubError(ErrorCode.AUTH_REQUIRED, "not connected")
+                await self.limits.event(connection.principal)
                 if role is not None and connection.role is not role:
                     raise HubError(ErrorCode.FORBIDDEN, f"{event!r} is for {role.value}s")
                 answer = await handler(connection, data)
@@ -220,6 +226,12 @@ class GatewaySockets:
         return {"accepted": False, "error": body}
 
     async def on_unknown(self, event: str, sid: str, data: Any = None, *_: Any) -> Message:
+        connection = self.connections.by_sid.get(sid)
+        try:  # unknown events count against the rate limit like any other
+            if connection is not None:
+                await self.limits.event(connection.principal)
+        except HubError as exc:
+            return await self.refuse(sid, event, exc, data)
         return await self.refuse(
             sid, event, HubError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event!r}"), data
         )
