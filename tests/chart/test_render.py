@@ -128,9 +128,8 @@ def test_cluster_wide_rbac_covers_exactly_what_the_operator_touches(helm: Helm) 
     # every kind kopf watches for the operator (handlers.py)
     for group, _version, plural in handlers.CHILDREN:
         assert VERBS_ALWAYS <= rules_for(rules, group, plural), plural
-    assert rules_for(rules, "", "secrets") == {"get", "list", "watch", "create", "update"}, (
-        "Secrets are created once and replaced on renewal, never patched or deleted"
-    )
+    assert rules_for(rules, "", "secrets") == {
+        "get", "list", "watch", "create", "update", "patch"}, "Secrets are never deleted"
     assert rules_for(rules, "semantest.io", "semantestclusters/status") == {"patch"}
     assert rules_for(rules, "", "events") == {"create"}
     assert rules_for(rules, "kopf.dev", "clusterkopfpeerings") == {

@@ -232,9 +232,10 @@ operator/semantest_operator/ (kopf handlers, reconcile.py, apply.py) verb by ver
 the SemantestClusters and the children (list, watch), keeps its progress in annotations (patch)
 and posts Events (create); the reconciler reads the resource (get) and writes its status, applies
 children with server-side apply (patch, plus create when apply creates), creates generated
-Secrets and replaces renewed certificates (create, update; Secrets are never patched or deleted),
+Secrets and replaces renewed certificates (create, update),
 reads Deployments before handing over replicas (get), and prunes children the spec no longer
-implies (delete).
+implies (delete). The hourly certificate timer makes kopf record its runs in the annotations of
+the TLS Secrets (patch); Secrets are never deleted.
 */}}
 {{- define "semantest.operator.rules" -}}
 - apiGroups: ["semantest.io"]
@@ -248,7 +249,7 @@ implies (delete).
   verbs: ["create"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "update"]
+  verbs: ["get", "list", "watch", "create", "update", "patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["list", "watch", "create", "patch"]
