@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -80,3 +81,14 @@ def test_hash_password_prints_an_argon2id_hash() -> None:
     phc = done.stdout.strip()
     assert phc.startswith("$argon2id$")
     assert PasswordHasher().verify(phc, "s3cret")
+
+
+def test_log_format_json_and_log_level(hubs: Hubs) -> None:
+    hub = hubs.start("semantest-server", env={"LOG_FORMAT": "json", "LOG_LEVEL": "debug",
+                                              "AUTH_ENABLED": "false"})
+    line = wait_for_output(hub.output, r'\{"time".*"name": "semantest\.router".*\}').group(0)
+    record = json.loads(line)
+    assert record["level"] == "INFO" and "consuming" in record["message"]
+    quiet = hubs.start("semantest-server", env={"LOG_LEVEL": "error", "AUTH_ENABLED": "false"})
+    wait_for_output(quiet.output, r"Semantest hub")
+    assert "INFO" not in quiet.output()
