@@ -4,14 +4,16 @@
 //
 //   node bench/run.mjs [--profile smoke|short|soak] [--peers a,b,...] [--rounds N]
 //                      [--unpinned] [--py-spy] [--soak-seconds S] [--out DIR]
-//                      [--candidate DIR]
+//                      [--hub DIR] [--candidate DIR]
 //
 // Peers: hub-aio (semantest-server, in-process bus), hub-services (semantest-auth, -router,
 // -gateway over Redis), node-relay (socket.io + @socket.io/redis-adapter, two processes),
 // stream-relay (raw WebSocket + Redis streams, no Socket.IO). Pinned (default): every server
 // process of a peer, its Redis included, on CPU 0 and the load generator on CPU 1, so each peer
-// gets one core. --candidate DIR adds the hub from another checkout (a proposed change) as
-// hub-aio-candidate and hub-services-candidate, for a before/after in one run. All traffic
+// gets one core. The hub is the venv's (this checkout's services/) unless --hub DIR names another
+// tree holding services/ (e.g. `git archive HEAD services | tar -x -C DIR`); --candidate DIR adds
+// a second one (a proposed change) as hub-aio-candidate and hub-services-candidate, for a
+// before/after in one run. All traffic
 // stays on 127.0.0.1; every process started here is stopped at the end.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -36,6 +38,7 @@ const { values: opt } = parseArgs({
     'soak-seconds': { type: 'string', default: '300' },
     out: { type: 'string', default: path.join(BENCH, 'results') },
     candidate: { type: 'string' },
+    hub: { type: 'string' },
   },
 });
 
@@ -196,11 +199,17 @@ function versions() {
     nodePackages: ['socket.io', 'socket.io-client', '@socket.io/redis-adapter', 'redis', 'ws']
       .map((n) => `${n} ${pkg(n)}`).join(', '),
     redis: pick('redis-server', ['--version']).split(' ').find((w) => w.startsWith('v=')),
+    loadavg: os.loadavg().map((x) => x.toFixed(1)).join(' '),
     pinned: !opt.unpinned,
   };
 }
 
-const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus,
+const loadAtStart = os.loadavg()[0];
+if (loadAtStart > os.cpus().length / 2) {
+  process.stderr.write(`bench: load average ${loadAtStart.toFixed(1)} on ${os.cpus().length} cores `
+    + 'before the start: other work will disturb the numbers (see the "other CPU %" column)\n');
+}
+const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus, hub: opt.hub,
   candidate: opt.candidate });
 for (const id of peerIds) if (!defs[id]) throw new Error(`unknown peer ${id}`);
 const started = [];
@@ -240,7 +249,7 @@ if (opt['py-spy']) {
 }
 await group.stop();
 
-const info = versions();
+const info = { ...versions(), loadAtStart: loadAtStart.toFixed(1) };
 const report = renderReport({ info, profile: opt.profile, rounds, steps: [...profile.steps,
   ...(profile.finalSteps ?? [])], peerIds, results, profiles });
 fs.mkdirSync(outDir, { recursive: true });

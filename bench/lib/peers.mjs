@@ -13,7 +13,7 @@ export const HUB_ENV = {
   JWT_SECRET: 'bench-only-secret-not-for-production-use-0123456789',
 };
 
-export function peerDefinitions({ root, bench, group, serverCpus, candidate }) {
+export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate }) {
   const venv = path.join(root, '.venv/bin');
   const opts = (env = {}) => ({ env, cpus: serverCpus, cwd: root });
   // The hub reads ./config.json when present: run it where there is none.
@@ -72,12 +72,13 @@ export function peerDefinitions({ root, bench, group, serverCpus, candidate }) {
     };
   }
 
-  // A candidate change to the hub, measured beside the current one: its source tree is
-  // imported first (PYTHONPATH=<candidate>/services).
-  const candidateEnv = candidate ? { PYTHONPATH: path.join(path.resolve(candidate), 'services') } : null;
+  // Another source tree of the hub (a snapshot, or a candidate change measured beside the current
+  // one) is imported first: PYTHONPATH=<tree>/services.
+  const treeEnv = (tree) => (tree ? { PYTHONPATH: path.join(path.resolve(tree), 'services') } : {});
+  const candidateEnv = treeEnv(candidate);
   return {
-    'hub-aio': hubAio('hub-aio', {}),
-    'hub-services': hubServices('hub-services', {}),
+    'hub-aio': hubAio('hub-aio', treeEnv(hub)),
+    'hub-services': hubServices('hub-services', treeEnv(hub)),
     ...(candidate ? {
       'hub-aio-candidate': hubAio('hub-aio-candidate', candidateEnv),
       'hub-services-candidate': hubServices('hub-services-candidate', candidateEnv),

@@ -92,7 +92,8 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
   out.push(`# Semantest hub benchmark: profile ${profile}, ${rounds} round(s), `
     + `${info.pinned ? 'pinned (servers on CPU 0, load generator on CPU 1)' : 'unpinned'}`);
   out.push('');
-  out.push(`Machine: ${info.cpu}, ${info.cores} cores, ${info.memGiB} GiB, Linux ${info.kernel}. `
+  out.push(`Machine: ${info.cpu}, ${info.cores} cores, ${info.memGiB} GiB, Linux ${info.kernel}; `
+    + `load average ${info.loadAtStart} at the start, ${info.loadavg} at the end. `
     + `Commit ${info.git}, ${info.date}.`);
   out.push(`Versions: Python ${info.python} (${info.pythonPackages}); Node ${info.node} `
     + `(${info.nodePackages}); Redis ${info.redis}.`);
