@@ -6,6 +6,7 @@ attack is made exactly as a client would make it: over a real socket, against re
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import ipaddress
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import Hubs, RedisServer
-from tests.e2e.conftest import ADMIN_KEY, hub_config, password_hash, peers
+from tests.e2e.conftest import ADMIN_KEY, Peer, hub_config, password_hash, peers
 
 __all__ = ["hub_config", "password_hash", "peers"]
 
@@ -65,14 +66,22 @@ async def http(method: str, url: str, **options: Any) -> tuple[int, dict[str, st
 
 
 async def make_key(url: str, scopes: list[str], tenant: str | None = None,
-                   admin: str = ADMIN_KEY) -> dict[str, Any]:
+                   admin: str = ADMIN_KEY, headers: dict[str, str] | None = None
+                   ) -> dict[str, Any]:
+    """A new API key made through POST /auth/api-keys by `admin`."""
     body: dict[str, Any] = {"name": f"test-{uuid.uuid4().hex[:6]}", "scopes": scopes}
     if tenant:
         body["tenant"] = tenant
     status, _, made = await http("POST", f"{url}/auth/api-keys", json=body,
-                                 headers={"X-API-Key": admin})
+                                 headers={"X-API-Key": admin, **(headers or {})})
     assert status == 201, made
     return made
+
+
+async def dropped(peer: Peer, timeout: float = 10) -> None:
+    """Wait until the server has closed this peer's connection."""
+    await asyncio.wait_for(peer.sio.wait(), timeout)
+    assert not peer.sio.connected
 
 
 @dataclass
