@@ -1,6 +1,6 @@
 """The Redis backend: streams with consumer groups, and the store as plain Redis keys.
 
-Writes from one event-loop tick go out in one pipeline; every blocking read has a connection of
+Commands from one event-loop tick go out in one pipeline; every blocking read has a connection of
 its own (a cancelled blocking read must never poison a pooled connection). A consumer that dies
 leaves its entries pending; the group's other consumers claim them once they are idle long enough.
 Retries use redis-py's own `Retry` with exponential back-off.
@@ -36,40 +36,79 @@ def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1, supported_errors=_RETRYABLE)
 
 
-class RedisStore(Store):
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+class AutoPipeline:
+    """Every command issued during one event-loop tick goes to Redis in one pipeline.
+
+    Callers just await their command; concurrent work (a router handling a batch of messages,
+    a gateway serving many sockets) shares round trips without knowing about it.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
+        self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def call(self, command: str, *args: Any, **options: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((command, args, options, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)
+        queued, self._queued, self._flusher = self._queued, [], None
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for command, args, options, _ in queued:
+                    getattr(pipe, command)(*args, **options)
+                replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            replies = [exc] * len(queued)
+        for (*_, future), reply in zip(queued, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
+class RedisStore(Store):
+    def __init__(self, client: aioredis.Redis, pipeline: AutoPipeline, prefix: str) -> None:
+        self._redis = client
+        self._call = pipeline.call
         self._prefix = prefix
 
     def _k(self, key: str) -> str:
         return self._prefix + key
 
     async def get(self, key: str) -> Message | None:
-        data = await self._redis.get(self._k(key))
+        data = await self._call("get", self._k(key))
         return None if data is None else decode(data)
 
     async def get_many(self, keys: list[str]) -> list[Message | None]:
         if not keys:
             return []
-        values = await self._redis.mget([self._k(key) for key in keys])
+        values = await self._call("mget", [self._k(key) for key in keys])
         return [None if data is None else decode(data) for data in values]
 
     async def put(self, key: str, value: Message, ttl_ms: int | None = None) -> None:
-        await self._redis.set(self._k(key), encode(value), px=ttl_ms)
+        await self._call("set", self._k(key), encode(value), px=ttl_ms)
 
     async def put_if_absent(self, key: str, value: Message, ttl_ms: int | None = None) -> bool:
-        return bool(await self._redis.set(self._k(key), encode(value), px=ttl_ms, nx=True))
+        return bool(await self._call("set", self._k(key), encode(value), px=ttl_ms, nx=True))
 
     async def delete(self, *keys: str) -> int:
-        return int(await self._redis.delete(*(self._k(key) for key in keys))) if keys else 0
+        return int(await self._call("delete", *(self._k(key) for key in keys))) if keys else 0
 
     async def incr(self, key: str, delta: int = 1) -> int:
-        return int(await self._redis.incrby(self._k(key), delta))
+        return int(await self._call("incrby", self._k(key), delta))
 
     async def counters(self, keys: list[str]) -> list[int]:
         if not keys:
             return []
-        values = await self._redis.mget([self._k(key) for key in keys])
+        values = await self._call("mget", [self._k(key) for key in keys])
         return [int(value or 0) for value in values]
 
     async def hit(self, key: str, window_ms: int) -> tuple[int, int]:
@@ -83,27 +122,28 @@ class RedisStore(Store):
 
     async def add(self, key: str, *members: str) -> None:
         if members:
-            await self._redis.sadd(self._k(key), *members)
+            await self._call("sadd", self._k(key), *members)
 
     async def remove(self, key: str, *members: str) -> None:
         if members:
-            await self._redis.srem(self._k(key), *members)
+            await self._call("srem", self._k(key), *members)
 
     async def members(self, key: str) -> set[str]:
-        return {member.decode() for member in await self._redis.smembers(self._k(key))}
+        return {member.decode() for member in await self._call("smembers", self._k(key))}
 
     async def schedule(self, key: str, member: str, at: float, keep: bool = False) -> None:
-        await self._redis.zadd(self._k(key), {member: at}, nx=keep)
+        await self._call("zadd", self._k(key), {member: at}, nx=keep)
 
     async def unschedule(self, key: str, member: str) -> bool:
-        return bool(await self._redis.zrem(self._k(key), member))
+        return bool(await self._call("zrem", self._k(key), member))
 
     async def due(self, key: str, until: float, limit: int = 100) -> list[str]:
-        found = await self._redis.zrangebyscore(self._k(key), "-inf", until, start=0, num=limit)
+        found = await self._call("zrangebyscore", self._k(key), "-inf", until, start=0,
+                                 num=limit)
         return [member.decode() for member in found]
 
     async def scheduled_count(self, key: str) -> int:
-        return int(await self._redis.zcard(self._k(key)))
+        return int(await self._call("zcard", self._k(key)))
 
 
 class RedisStreamsBus(Bus):
@@ -112,9 +152,8 @@ class RedisStreamsBus(Bus):
         self._password = password
         self._prefix = prefix
         self._redis = self._client()
-        self.store = RedisStore(self._redis, prefix)
-        self._writes: list[tuple[str, bytes, int, asyncio.Future[str]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._pipeline = AutoPipeline(self._redis)
+        self.store = RedisStore(self._redis, self._pipeline, prefix)
         self._readers: set[aioredis.Redis] = set()
 
     def _client(self, **options: Any) -> aioredis.Redis:
@@ -135,29 +174,9 @@ class RedisStreamsBus(Bus):
         return "redis"
 
     async def publish(self, stream: str, message: Message, maxlen: int = MAXLEN) -> str:
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._writes.append((self._k(stream), encode(message), maxlen, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        """Send every write queued during this loop tick in one pipeline."""
-        await asyncio.sleep(0)
-        writes, self._writes, self._flusher = self._writes, [], None
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for stream, data, maxlen, _ in writes:
-                    pipe.xadd(stream, {"d": data}, maxlen=maxlen, approximate=True)
-                ids = await pipe.execute()
-        except RedisError as exc:
-            for *_, future in writes:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (*_, future), entry_id in zip(writes, ids, strict=True):
-            if not future.done():
-                future.set_result(entry_id.decode())
+        entry_id = await self._pipeline.call("xadd", self._k(stream), {"d": encode(message)},
+                                             maxlen=maxlen, approximate=True)
+        return entry_id.decode()
 
     def _deliveries(self, stream: str, entries: list[Any]) -> list[Delivery]:
         out = []
@@ -224,7 +243,7 @@ class RedisStreamsBus(Bus):
     async def ack(self, stream: str, group: str, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:
-            await self._redis.xack(self._k(stream), group, *ids)
+            await self._pipeline.call("xack", self._k(stream), group, *ids)
 
     async def history(self, stream: str, after: str, count: int) -> list[Delivery]:
         entries = await self._redis.xrange(self._k(stream), min=f"({after}", count=count)

@@ -7,6 +7,7 @@ ever sent, whichever of result, cancel, timeout or disconnect comes first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -48,9 +49,9 @@ class CommandRouter:
                                          skip=state["origin"])
 
     async def to_extension(self, tenant: str, extension_id: str, event: str, data: Message,
-                           origin: Message | None = None) -> None:
+                           origin: Message | None = None, record: Message | None = None) -> None:
         """Deliver to an extension; with `origin`, its gateway may route progress straight back."""
-        record = await self.store.get(p.extension_key(tenant, extension_id))
+        record = record or await self.store.get(p.extension_key(tenant, extension_id))
         if record is None:
             return
         delivery = {"t": p.DELIVER_TO_EXTENSION, "tenant": tenant, "ext": extension_id,
@@ -85,10 +86,15 @@ class CommandRouter:
             if existing["status"] != "new":
                 return  # a redelivery of work another router already did
             state = existing
+            await self.store.schedule(p.DEADLINES, p.pair(tenant, command["id"]),
+                                      command["deadline"])
         else:
-            await self.store.incr(p.tenant_in_flight_key(tenant))
             self.metrics.commands_in_flight.add(1)
-        await self.store.schedule(p.DEADLINES, p.pair(tenant, command["id"]), command["deadline"])
+            await asyncio.gather(
+                self.store.incr(p.tenant_in_flight_key(tenant)),
+                self.store.schedule(p.DEADLINES, p.pair(tenant, command["id"]),
+                                    command["deadline"]),
+            )
         await self.dispatch(state)
 
     async def _repeat(self, state: Message, origin: Message) -> None:
@@ -103,19 +109,24 @@ class CommandRouter:
 
     async def dispatch(self, state: Message) -> None:
         tenant, command = state["tenant"], state["cmd"]
-        extension_id = await self.placement.pick(tenant, command)
+        choice = await self.placement.pick(tenant, command)
         key = p.command_key(tenant, state["id"])
-        if extension_id is None:
+        if choice is None:
             state["status"] = "queued"
             await self.store.put(key, state, ttl_ms=self._ttl(state))
             await self.store.schedule(p.queue_key(tenant), state["id"], state["accepted"])
             return
+        extension_id, record = choice
         state["status"], state["ext"] = "dispatched", extension_id
-        await self.store.put(key, state, ttl_ms=self._ttl(state))
-        await self.store.incr(p.extension_load_key(tenant, extension_id))
-        await self.store.add(p.extension_commands_key(tenant, extension_id), state["id"])
-        await self.store.add(p.BUSY_EXTENSIONS, p.pair(tenant, extension_id))
-        await self.to_extension(tenant, extension_id, "command", command, state["origin"])
+        # One round trip (the store pipelines a tick's commands, in order): the state is
+        # written before the extension can possibly see the command.
+        await asyncio.gather(
+            self.store.put(key, state, ttl_ms=self._ttl(state)),
+            self.store.incr(p.extension_load_key(tenant, extension_id)),
+            self.store.add(p.extension_commands_key(tenant, extension_id), state["id"]),
+            self.store.add(p.BUSY_EXTENSIONS, p.pair(tenant, extension_id)),
+        )
+        await self.to_extension(tenant, extension_id, "command", command, state["origin"], record)
 
     @staticmethod
     def _ttl(state: Message) -> int:
@@ -187,20 +198,25 @@ class CommandRouter:
                               "extension": state.get("ext") or ""}
         previous = state["status"]
         state.update(status="done", result=result)
-        await self.store.put(p.command_key(tenant, command_id), state, ttl_ms=RETAIN_MS)
-        await self.store.incr(p.tenant_in_flight_key(tenant), -1)
+        steps = [  # in this order, in one round trip: the result is stored before it is sent
+            self.store.put(p.command_key(tenant, command_id), state, ttl_ms=RETAIN_MS),
+            self.store.incr(p.tenant_in_flight_key(tenant), -1),
+        ]
         if previous == "queued":
-            await self.store.unschedule(p.queue_key(tenant), command_id)
+            steps.append(self.store.unschedule(p.queue_key(tenant), command_id))
         elif state.get("ext"):
-            await self.store.incr(p.extension_load_key(tenant, state["ext"]), -1)
-            await self.store.remove(p.extension_commands_key(tenant, state["ext"]), command_id)
-        await self.to_origin_and_session(state, "result", result)
-        await self.announce(state, result)
+            steps += [
+                self.store.incr(p.extension_load_key(tenant, state["ext"]), -1),
+                self.store.remove(p.extension_commands_key(tenant, state["ext"]), command_id),
+            ]
+        steps += [self.to_origin_and_session(state, "result", result),
+                  self.announce(state, result)]
+        await asyncio.gather(*steps)
         outcome = "success" if success else (error or {}).get("code", "FAILED")
         self.metrics.commands_in_flight.add(-1)
         self.metrics.commands.add(1, {"type": state["type"], "outcome": outcome})
         self.metrics.command_duration.record((finished - state["accepted"]) / 1000)
-        if previous == "dispatched":
+        if previous == "dispatched" and await self.store.scheduled_count(p.queue_key(tenant)):
             await self.drain_queue(tenant)
         return True
 
