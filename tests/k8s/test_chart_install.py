@@ -199,6 +199,15 @@ def exercise(plane: ControlPlane, operator: Operator, namespace: str, cluster: s
     assert "Not enough permissions" not in operator.text()
 
 
+def pods_admitted(plane: ControlPlane, namespace: str, name: str) -> None:
+    """The Deployment's controllers created its pods, so admission (Pod Security included)
+    accepted the pod template; no kubelet runs them here, so they stay Pending."""
+    selector = deployment(plane, namespace, name)["spec"]["selector"]["matchLabels"]
+    labels = ",".join(f"{k}={v}" for k, v in selector.items())
+    wait_for(lambda: plane.get_json("pods", "-l", labels, namespace=namespace)["items"], 60,
+             f"pods of {namespace}/{name}")
+
+
 def established(plane: ControlPlane, crd: str) -> bool:
     body = plane.get_json("crd", crd)
     return any(c["type"] == "Established" and c["status"] == "True"
@@ -239,6 +248,7 @@ def test_helm_install_runs_the_operator_with_exactly_the_chart_rbac(
     name = f"{release}-semantest-operator"
     spec = deployment(k8s_plane, k8s_namespace, name)["spec"]
     assert spec["template"]["spec"]["serviceAccountName"] == name
+    pods_admitted(k8s_plane, k8s_namespace, name)
 
     hubs = fresh_namespace(k8s_plane, "hubs")
     try:
@@ -322,6 +332,9 @@ def test_kubectl_apply_of_install_yaml_gives_the_same_result(
             wait_for(lambda crd=crd: established(k8s_plane, crd), 30, f"CRD {crd} established")
         name = next(o["metadata"]["name"] for o in objs if o["kind"] == "Deployment")
         assert deployment(k8s_plane, namespace, name)["spec"]["replicas"] == 1
+        labels = k8s_plane.get_json("namespace", namespace)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        pods_admitted(k8s_plane, namespace, name)  # the operator pod meets "restricted"
         hubs = fresh_namespace(k8s_plane, "hubs")
         with run_pod(k8s_plane, namespace, name, tmp_path) as operator:
             example = MANIFESTS / "examples" / "semantestcluster.yaml"
