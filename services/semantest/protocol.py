@@ -84,6 +84,13 @@ AUTH_REQUESTS = "auth:requests"
 """HTTP requests for /auth/* forwarded by gateways; the auth group answers in the caller's inbox."""
 AUTH_GROUP = "auth"
 
+
+def auth_exchange_key(rid: str, part: str) -> str:
+    """A forwarded /auth request (`part` "request") or its answer ("reply"), under a short TTL:
+    both carry secrets (passwords, tokens, new keys), so they stay out of streams, which retain
+    their entries; the stream entries name only `rid`."""
+    return f"auth:{part}:{rid}"
+
 REVOCATIONS = "revocations"
 """Credentials just revoked (`{credential}`: an API key id or a token jti): every gateway tails
 this and drops the connections that authenticated with one."""

@@ -16,6 +16,9 @@ from semantest.telemetry import Metrics
 
 log = logging.getLogger("semantest.auth")
 
+REPLY_TTL_MS = 10_000
+"""How long an answer waits in the store for its gateway (which deletes it on reading)."""
+
 
 class AuthService:
     def __init__(self, settings: Settings, bus: Bus, metrics: Metrics) -> None:
@@ -25,19 +28,25 @@ class AuthService:
         self.consumer = f"auth-{uuid.uuid4().hex[:12]}"
 
     async def answer(self, delivery: Delivery) -> None:
-        request = delivery.message
+        """Read the request from the store (it holds secrets), answer there, ring the gateway."""
+        rid, reply_to = delivery.message.get("rid"), delivery.message.get("reply")
+        if not isinstance(rid, str) or not isinstance(reply_to, str):
+            log.warning("dropping malformed auth request entry %s", delivery.id)
+            return
+        request_key = p.auth_exchange_key(rid, "request")
+        request = await self.bus.store.get(request_key)
+        await self.bus.store.delete(request_key)
+        if request is None:
+            return  # the gateway gave up waiting; its key expired
         try:
             status, body = await self.routes.handle(request)
         except Exception:
             log.exception("auth request %s failed", request.get("path"))
             self.metrics.bus_errors.add(1, {"stream": p.AUTH_REQUESTS})
             status, body = error(500, p.ErrorCode.INTERNAL, "internal error")
-        if isinstance(request.get("reply"), str):
-            await self.bus.publish(
-                request["reply"],
-                {"t": p.DELIVER_HTTP_REPLY, "rid": request.get("rid"), "status": status,
-                 "body": body},
-            )
+        await self.bus.store.put(p.auth_exchange_key(rid, "reply"),
+                                 {"status": status, "body": body}, ttl_ms=REPLY_TTL_MS)
+        await self.bus.publish(reply_to, {"t": p.DELIVER_HTTP_REPLY, "rid": rid})
 
     async def consume(self) -> None:
         async for batch in self.bus.consume(p.AUTH_REQUESTS, p.AUTH_GROUP, self.consumer):

@@ -56,18 +56,25 @@ class Gateway:
         rid = uuid.uuid4().hex
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._replies[rid] = future
-        try:
-            await self.bus.publish(p.AUTH_REQUESTS, {
-                "rid": rid, "reply": self.sockets.inbox, "method": request.method,
-                "path": request.path, "body": body,
-                "authorization": request.headers.get("Authorization"),
-                "apiKey": request.headers.get(self.sockets.settings.auth.api_keys.header),
-                "ip": self.sockets.limits.ip_of(request)})
-            reply = await asyncio.wait_for(future, AUTH_REPLY_TIMEOUT_S)
+        exchange = {
+            "method": request.method, "path": request.path, "body": body,
+            "authorization": request.headers.get("Authorization"),
+            "apiKey": request.headers.get(self.sockets.settings.auth.api_keys.header),
+            "ip": self.sockets.limits.ip_of(request)}
+        store, answer = self.bus.store, p.auth_exchange_key(rid, "reply")
+        try:  # secrets travel through the store under a TTL, never in a stream
+            await store.put(p.auth_exchange_key(rid, "request"), exchange,
+                            ttl_ms=int(AUTH_REPLY_TIMEOUT_S * 1000))
+            await self.bus.publish(p.AUTH_REQUESTS, {"rid": rid, "reply": self.sockets.inbox})
+            await asyncio.wait_for(future, AUTH_REPLY_TIMEOUT_S)
+            reply = await store.get(answer)
         except TimeoutError:
-            return error_response(503, ErrorCode.UNAVAILABLE, "the auth service did not answer")
+            reply = None
         finally:
             self._replies.pop(rid, None)
+        await store.delete(answer)
+        if reply is None:
+            return error_response(503, ErrorCode.UNAVAILABLE, "the auth service did not answer")
         retry_after = (reply["body"].get("error") or {}).get("retryAfter")
         if reply["status"] == 429 and isinstance(retry_after, int):  # login attempts
             return limits.too_many(limits.RateLimited(reply["body"]["error"]["message"],
