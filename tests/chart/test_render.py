@@ -20,16 +20,31 @@ import pytest
 from semantest_operator import apply as operator_api
 from semantest_operator import handlers, resources
 from semantest_operator.main import parse as parse_operator_args
-from tests.chart.chart import CHART, KUBE_VERSION, Helm, crd_spec_schema, find, load_yaml, one
+from tests.chart.chart import (
+    CHART,
+    KUBE_VERSION,
+    Helm,
+    crd_spec_schema,
+    find,
+    load_all,
+    load_yaml,
+    one,
+)
 
 FULL_VALUES = Path(__file__).parent / "data" / "full-values.yaml"
 CASES = {"defaults": None, "full": FULL_VALUES}
 VERBS_ALWAYS = {"list", "watch"}  # kopf watches every kind it serves or that the operator owns
 
 
-def render(helm: Helm, case: str, *more: str) -> list[dict[str, Any]]:
-    values = load_yaml(CASES[case]) if CASES[case] else None
-    return helm.objects(values, extra=["--include-crds", *more])
+_RENDERED: dict[str, str] = {}
+
+
+def render(helm: Helm, case: str) -> list[dict[str, Any]]:
+    """The objects of one case, CRDs included (rendered once per session, parsed afresh)."""
+    if case not in _RENDERED:
+        values = load_yaml(CASES[case]) if CASES[case] else None
+        _RENDERED[case] = helm.template(values, extra=["--include-crds"]).stdout
+    return load_all(_RENDERED[case])
 
 
 def operator_container(objs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -101,11 +101,6 @@ registry/repository:tag, or registry/repository@digest when image.digest is set.
 {{- end -}}
 {{- end -}}
 
-{{/* semantest.watchNamespaces: the namespaces the operator watches, [] meaning all of them. */}}
-{{- define "semantest.watchNamespaces" -}}
-{{- toJson (.Values.operator.watchNamespaces | default list) -}}
-{{- end -}}
-
 {{/* semantest.cluster.name: the SemantestCluster the chart creates (the CRD allows 40 characters). */}}
 {{- define "semantest.cluster.name" -}}
 {{- default (include "semantest.fullname" .) .Values.cluster.name | trunc 40 | trimSuffix "-" -}}
