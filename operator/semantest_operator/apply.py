@@ -176,13 +176,17 @@ class Kube:
     async def patch_status(
         self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> None:
-        """Merge-patch the status subresource (null removes a field)."""
-        await self._call(
-            "PATCH",
-            _path(kind, namespace, name, "status"),
-            body={"status": status},
-            content_type="application/merge-patch+json",
-        )
+        """Merge-patch the status subresource (null removes a field); gone already is fine."""
+        try:
+            await self._call(
+                "PATCH",
+                _path(kind, namespace, name, "status"),
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     async def serves_cert_manager(self) -> bool:
         """Whether cert-manager's API (cert-manager.io/v1) is installed."""

@@ -57,7 +57,8 @@ async def start_operator(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
 
 @kopf.on.cleanup()
 async def stop_operator(memo: kopf.Memo, **_: Any) -> None:
-    """Close the API client."""
+    """Stop pending retries and close the API client."""
+    memo.converger.close()
     await memo.kube.close()
 
 
@@ -90,7 +91,8 @@ async def restore_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await memo.converger.nudge(body.metadata.namespace or "", owner)
 
 
-@kopf.timer("", "v1", "secrets", labels=SELF_SIGNED_CERTS, interval=CERT_CHECK_INTERVAL)
+@kopf.timer("", "v1", "secrets", labels=SELF_SIGNED_CERTS, interval=CERT_CHECK_INTERVAL,
+            initial_delay=CERT_CHECK_INTERVAL)
 async def renew_certificate(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Hourly, per self-signed certificate: a pass renews it once it is due."""
     owner = reconcile.owner_of(body)

@@ -54,7 +54,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the operator until SIGTERM/SIGINT."""
     args = parse(argv)
-    kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[args.log_format])
+    kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[args.log_format], log_prefix=True)
     priority = args.priority
     if priority is None:
         priority = random.SystemRandom().randint(1, 2**31 - 1)

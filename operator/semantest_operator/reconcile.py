@@ -97,6 +97,7 @@ class Converger:
             weakref.WeakValueDictionary()
         )
         self._again: set[tuple[str, str]] = set()
+        self._retries: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     async def converge(self, namespace: str, name: str) -> Outcome | None:
         """Run a pass now (after the running one); None when the cluster is gone or going."""
@@ -110,12 +111,30 @@ class Converger:
         return outcome
 
     async def nudge(self, namespace: str, name: str) -> None:
-        """Make sure a pass starts after this moment, without waiting behind a running one."""
-        lock = self._locks.get((namespace, name))
+        """Make sure a pass starts after this moment, without waiting behind a running one.
+
+        A pass that stops on a problem that may go away by itself (a Secret still missing, an
+        API error) is tried again after RETRY_DELAY, as kopf retries the spec handlers.
+        """
+        key = (namespace, name)
+        lock = self._locks.get(key)
         if lock is not None and lock.locked():
-            self._again.add((namespace, name))
+            self._again.add(key)
             return
-        await self.converge(namespace, name)
+        outcome = await self.converge(namespace, name)
+        if outcome and outcome.problem and not outcome.problem.permanent:
+            if key not in self._retries:
+                self._retries[key] = asyncio.create_task(self._retry(namespace, name))
+
+    def close(self) -> None:
+        """Cancel the retries that are still waiting (the operator is stopping)."""
+        for task in self._retries.values():
+            task.cancel()
+
+    async def _retry(self, namespace: str, name: str) -> None:
+        await asyncio.sleep(RETRY_DELAY)
+        del self._retries[(namespace, name)]
+        await self.nudge(namespace, name)
 
     async def _pass(self, namespace: str, name: str) -> Outcome | None:
         body = await self._kube.get(resources.KIND, namespace, name)
