@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from collections import Counter as Tally
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Counter,
+    Histogram,
+    Meter,
+    Observation,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
@@ -49,11 +58,15 @@ class Metrics:
     registry: CollectorRegistry
     connections: Counter
     connections_active: UpDownCounter
-    messages: Counter
     commands: Counter
     command_duration: Histogram
     commands_in_flight: UpDownCounter
     bus_errors: Counter
+    messages: Tally[str] = field(default_factory=Tally)
+    """Messages by direction: a plain tally on the hot path, read by OTel only when scraped."""
+
+    def observe_messages(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, {"direction": d}) for d, n in self.messages.items()]
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -74,16 +87,13 @@ def create_metrics() -> Metrics:
         ],
     )
     meter: Meter = provider.get_meter("semantest")
-    return Metrics(
+    metrics = Metrics(
         registry=registry,
         connections=meter.create_counter(
             "websocket_connections", description="Total WebSocket connections"
         ),
         connections_active=meter.create_up_down_counter(
             "websocket_connections_active", description="Open WebSocket connections"
-        ),
-        messages=meter.create_counter(
-            "websocket_messages", description="Total messages processed"
         ),
         commands=meter.create_counter(
             "semantest_commands", description="Commands by type and outcome"
@@ -99,3 +109,8 @@ def create_metrics() -> Metrics:
             "semantest_bus_errors", description="Bus messages that could not be handled"
         ),
     )
+    meter.create_observable_counter(
+        "websocket_messages", callbacks=[metrics.observe_messages],
+        description="Total messages processed",
+    )
+    return metrics

@@ -195,7 +195,7 @@ class GatewaySockets:
     def _guarded(self, event: str, role: Role | None, handler: Handler,
                  reply: str | None) -> Callable[..., Any]:
         async def guarded(sid: str, data: Any = None, *_: Any) -> Any:
-            self.metrics.messages.add(1, {"direction": "inbound"})
+            self.metrics.messages["inbound"] += 1
             connection = self.connections.by_sid.get(sid)
             try:
                 if connection is None:
@@ -327,5 +327,5 @@ class GatewaySockets:
             return
         for sid in sids:
             if sid in self.connections.by_sid:
-                self.metrics.messages.add(1, {"direction": "outbound"})
+                self.metrics.messages["outbound"] += 1
                 await self.sio.emit(message["event"], message["data"], to=sid)
