@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint testenv system-deps js-deps bench clean
+.PHONY: run test lint testenv system-deps js-deps bench manifests chart-lint image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,18 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 ## testenv: Kubernetes control plane binaries (built once, cached outside the repo)
 testenv: $(STAMP)
 	@bash tests/k8s/controlplane/testenv.sh
+
+## manifests: regenerate manifests/install.yaml from the chart
+manifests: $(STAMP) testenv
+	bash manifests/generate.sh
+
+## chart-lint: helm lint --strict and the packaging tests (no API server)
+chart-lint: $(STAMP) testenv
+	$(PY) -m pytest -q -p no:cacheprovider tests/chart
+
+## image: the one image for the hub and the operator (needs a Docker engine)
+image:
+	docker build -t semantest-hub .
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services operator tests bench
