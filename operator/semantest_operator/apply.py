@@ -44,6 +44,11 @@ def reason_of(exc: ApiException) -> str:
         return f"{exc.status} {exc.reason}"
 
 
+def namespace_terminating(exc: ApiException) -> bool:
+    """The API server refused a write because the namespace is being deleted."""
+    return exc.status == 403 and "NamespaceTerminating" in str(exc.body or "")
+
+
 def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
     prefix, plural = KINDS[kind]
     path = f"{prefix}/namespaces/{namespace}/{plural}"

@@ -29,7 +29,7 @@ import kopf
 from kubernetes.aio.client.exceptions import ApiException
 
 from semantest_operator import conditions, resources, tls
-from semantest_operator.apply import Kube, reason_of
+from semantest_operator.apply import Kube, namespace_terminating, reason_of
 from semantest_operator.conditions import Condition, Problem
 
 RETRY_DELAY = 10.0  # s before a blocked cluster is tried again (or a new spec is read)
@@ -157,7 +157,8 @@ class Pass:
         self.events: list[tuple[str, str, str]] = []  # (type, reason, message), posted at the end
         self.fresh = self.is_fresh()
 
-    async def run(self) -> Outcome:
+    async def run(self) -> Outcome | None:
+        """The pass; None when the namespace is being deleted (everything in it goes anyway)."""
         problem = None
         try:
             problem = await self.missing()
@@ -169,6 +170,8 @@ class Pass:
                 workloads = await self.apply(tls_state.hash)
                 await self.prune()
         except ApiException as exc:
+            if namespace_terminating(exc):
+                return None
             reason = "InvalidSpec" if exc.status == 422 else "ApplyFailed"
             problem = Problem(reason, reason_of(exc), permanent=exc.status == 422)
         status = self.blocked(problem) if problem else self.healthy(workloads, tls_state)
