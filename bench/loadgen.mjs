@@ -11,6 +11,7 @@
 //   reports connections accepted per second and server RSS growth per idle connection.
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { createClient } from 'redis';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import { cpuSeconds, machineCpu, rssKiB, sleep } from './lib/procs.mjs';
@@ -65,6 +66,16 @@ function connect(url, auth) {
     }));
     socket.once('connect_error', (err) => { socket.close(); reject(err); });
   });
+}
+
+/** Calls per Redis command name so far (INFO commandstats), or null for a peer without Redis. */
+async function redisCalls(client) {
+  if (!client) return null;
+  const calls = {};
+  for (const m of (await client.info('commandstats')).matchAll(/cmdstat_(\S+?):calls=(\d+)/g)) {
+    calls[m[1]] = Number(m[2]);
+  }
+  return calls;
 }
 
 function padTo(obj, bytes) {
@@ -163,6 +174,9 @@ async function closedLoop() {
 
   for (const c of clients) for (let k = 0; k < cfg.inflight; k++) fire(c);
   await sleep(cfg.warmupMs);
+  const redis = cfg.redisPort ? createClient({ url: `redis://127.0.0.1:${cfg.redisPort}` }) : null;
+  await redis?.connect();
+  const calls0 = await redisCalls(redis);
   const cpu0 = cpuSeconds(cfg.pids);
   const rssStart = rssKiB(cfg.pids);
   const self0 = process.cpuUsage();
@@ -177,6 +191,8 @@ async function closedLoop() {
   const self = process.cpuUsage(self0);
   const machine1 = machineCpu();
   const selfCpu = (self.user + self.system) / 1e6;
+  const calls1 = await redisCalls(redis);
+  await redis?.quit();
   st.running = false;
   const rss = rssKiB(cfg.pids);
   // Let what is in flight finish (so the peer is quiet for the next step), then hang up.
@@ -196,6 +212,11 @@ async function closedLoop() {
     errorCount: Object.values(errors).reduce((a, b) => a + b, 0),
     progressEvents: st.progress,
     serverCpuUsPerCmd: st.done ? (serverCpu * 1e6) / st.done : null,
+    // Redis commands the peer sent per completed command, in all and by name (INFO itself excluded).
+    redisPerCmd: calls1 && st.done ? Object.fromEntries(Object.entries(calls1)
+      .filter(([name]) => name !== 'info')
+      .map(([name, n]) => [name, (n - (calls0[name] ?? 0)) / st.done])
+      .filter(([, n]) => n > 0)) : null,
     serverCpuPct: (100 * serverCpu) / elapsed,
     loadgenCpuPct: (100 * selfCpu) / elapsed,
     // CPU that neither the peer nor the load generator used: other work on the machine, and the

@@ -112,7 +112,7 @@ function runStep(peer, step) {
   const pids = processTree(peer.recs.map((rec) => rec.child.pid));
   const cfg = {
     ...step, transport: peer.transport, clientUrl: peer.clientUrl, extUrl: peer.extUrl, pids,
-    gcPids: peer.gcPids ?? [],
+    gcPids: peer.gcPids ?? [], redisPort: peer.redisPort,
   };
   const argv = [path.join(BENCH, 'loadgen.mjs'), JSON.stringify(cfg)];
   const [file, args] = loadgenCpus ? ['taskset', ['-c', loadgenCpus, process.execPath, ...argv]]

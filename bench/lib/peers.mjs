@@ -67,7 +67,8 @@ export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate
           recs.push(rec);
         }
         const url = `http://127.0.0.1:${port}`;
-        return { id, transport: 'sio', clientUrl: url, extUrl: url, recs: [r.rec, ...recs] };
+        return { id, transport: 'sio', clientUrl: url, extUrl: url, recs: [r.rec, ...recs],
+          redisPort: r.port };
       },
     };
   }
@@ -97,7 +98,7 @@ export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate
         }
         return { id: 'node-relay', transport: 'sio', clientUrl: nodes[0].url,
           extUrl: nodes[1].url, recs: [r.rec, ...nodes.map((n) => n.rec)],
-          gcPids: nodes.map((n) => n.rec.child.pid) };
+          gcPids: nodes.map((n) => n.rec.child.pid), redisPort: r.port };
       },
     },
     'stream-relay': {
@@ -113,7 +114,7 @@ export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate
         await served(gateway, port);
         const url = `ws://127.0.0.1:${port}`;
         return { id: 'stream-relay', transport: 'ws', clientUrl: url, extUrl: url,
-          recs: [r.rec, router, gateway] };
+          recs: [r.rec, router, gateway], redisPort: r.port };
       },
     },
   };

@@ -27,6 +27,14 @@ function table(header, rows) {
     ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
+/** "21.0 (xadd 4.0, set 3.0, get 2.0)": Redis commands per command, in all and the top three. */
+function redisSummary(perCmd) {
+  if (!perCmd) return '-';
+  const entries = Object.entries(perCmd).sort((a, b) => b[1] - a[1]);
+  const total = entries.reduce((sum, [, n]) => sum + n, 0);
+  return `${total.toFixed(1)} (${entries.slice(0, 3).map(([k, n]) => `${k} ${n.toFixed(1)}`).join(', ')})`;
+}
+
 function closedRows(peerIds, results, stepIds, steps) {
   const rows = [];
   for (const stepId of stepIds) {
@@ -39,12 +47,13 @@ function closedRows(peerIds, results, stepIds, steps) {
       rows.push([LABELS[id], step.clients * step.inflight, fmt(r.cmdPerSec), ratio(r.cmdPerSec, ref?.cmdPerSec),
         fmt(r.p50, 2), fmt(r.p95, 2), fmt(r.p99, 2), ratio(r.p99, ref?.p99), errs,
         fmt(r.serverCpuUsPerCmd), ratio(r.serverCpuUsPerCmd, ref?.serverCpuUsPerCmd),
-        fmt(r.serverCpuPct), fmt(r.loadgenCpuPct), fmt(r.otherCpuPct)]);
+        redisSummary(r.redisPerCmd), fmt(r.serverCpuPct), fmt(r.loadgenCpuPct),
+        fmt(r.otherCpuPct)]);
     }
   }
   return table(['peer', 'in flight', 'cmd/s', 'cmd/s vs relay', 'p50 ms', 'p95 ms', 'p99 ms',
-    'p99 vs relay', 'errors', 'server µs/cmd', 'µs/cmd vs relay', 'server CPU %',
-    'loadgen CPU %', 'other CPU %'], rows);
+    'p99 vs relay', 'errors', 'server µs/cmd', 'µs/cmd vs relay', 'Redis calls/cmd (top 3)',
+    'server CPU %', 'loadgen CPU %', 'other CPU %'], rows);
 }
 
 // uvloop runs callbacks from C, so a coroutine's sampled stack starts at its own frame; these
