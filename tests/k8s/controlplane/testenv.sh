@@ -83,24 +83,24 @@ hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 # Runs `go build -v` with a progress line every 30 s, then moves the binaries into $BIN.
 go_build() {
   local name=$1 dir=$2; shift 2
-  local gobin logf tmp start pid n elapsed
+  local gobin logf tmp start pid n elapsed total
   gobin=$(find_go) || die "no Go toolchain (need Go >= 1.26 on PATH or /usr/local/go/bin/go) and \
 no SEMANTEST_K8S_ASSETS given"
   logf="$CACHE/logs/$name.log"
   tmp=$(mktemp -d "$CACHE/build.XXXXXX")
-  log "building $name in $dir -> $BIN (about 15 min on 2 cores when Go's build cache is cold; log: $logf)"
+  log "building $name in $dir -> $BIN (about 15 min on a quiet 2-core machine when Go's build cache is cold; log: $logf)"
   start=$(date +%s)
-  (
-    cd "$dir"
-    export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
-    "$gobin" build -v -trimpath -o "$tmp/" "$@"
-  ) >"$logf" 2>&1 &
+  export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
+  # go build -v names each package it compiles (cached ones are not named): the upper bound
+  # for the progress lines is the number of packages in the build.
+  total=$(cd "$dir" && "$gobin" list -deps "$@" 2>/dev/null | wc -l) || total="?"
+  (cd "$dir" && "$gobin" build -v -trimpath -o "$tmp/" "$@") >"$logf" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     if kill -0 "$pid" 2>/dev/null; then
       n=$(grep -c -v '^go: ' "$logf" || true)
-      log "  $name: $(( $(date +%s) - start )) s, $n packages compiled so far"
+      log "  $name: $(( $(date +%s) - start )) s, $n of at most $total packages compiled"
     fi
   done
   if ! wait "$pid"; then
@@ -271,4 +271,5 @@ main() {
   echo "$BIN"
 }
 
-main
+# On one line, so that bash never reads past it (safe even if this file changes while running).
+main "$@"; exit $?
