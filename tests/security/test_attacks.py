@@ -9,6 +9,7 @@ auth + router + two gateways over Redis (the revocation then crosses gateways).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -16,6 +17,7 @@ import uuid
 import warnings
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -331,3 +333,37 @@ async def test_channels_are_per_tenant_and_system_channels_are_read_only(
     replay = await attacker.call("subscribe", {"channels": [channel], "since": "0-0"})
     assert replay == {"channels": [channel]}
     assert (await attacker.next(f"channel:{channel}"))["message"] == "from the other tenant"
+
+
+CRAFTED_FRAMES = {  # Socket.IO frames no client library sends, each with an ack id
+    '421["disconnect"]': "UNKNOWN_EVENT",  # would otherwise run our disconnect handler
+    '422["connect",{"apiKey":"x"}]': "UNKNOWN_EVENT",
+    '423["*",1]': "UNKNOWN_EVENT",  # would otherwise reach the catch-all with shifted args
+    '424["$payload-too-large","forged"]': "UNKNOWN_EVENT",
+    '425["ping",NaN]': "VALIDATION_FAILED",  # what JSON.stringify never writes, Python's does
+    '426["command",{"type":"X","timeout":Infinity}]': "VALIDATION_FAILED",
+    '427[1,2]': "VALIDATION_FAILED",
+    '428{"not":"a list"}': "VALIDATION_FAILED",
+    '429': "VALIDATION_FAILED",
+}
+
+
+async def test_crafted_event_frames_are_refused_and_the_sender_stays(gateways: list[str]
+                                                                     ) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"{gateways[0]}/socket.io/?EIO=4&transport=websocket") as ws:
+        assert (await ws.receive_str()).startswith("0")
+        await ws.send_str("40" + json.dumps({"apiKey": KEY}))
+        assert (await ws.receive_str()).startswith("40")
+        for frame, code in CRAFTED_FRAMES.items():
+            await ws.send_str(frame)
+            ack_prefix = "43" + frame[2]
+            while True:  # skip the `error` event; the ack carries the same body
+                answer = await asyncio.wait_for(ws.receive_str(), 10)
+                if answer.startswith(ack_prefix):
+                    break
+            assert json.loads(answer[3:])[0]["error"]["code"] == code, (frame, answer)
+        await ws.send_str('4210["ping",{"timestamp":7}]')
+        while not (answer := await asyncio.wait_for(ws.receive_str(), 10)).startswith("4310"):
+            pass
+        assert json.loads(answer[4:])[0]["timestamp"] == 7  # still connected, still served

@@ -14,6 +14,13 @@ import orjson
 from socketio import packet
 
 TOO_LARGE = "$payload-too-large"
+INVALID = "$payload-invalid"
+"""An event whose payload is not JSON (say `NaN` or `Infinity`, which Python's serializer
+writes) or not `[name, ...]`: its sender gets VALIDATION_FAILED, like any other bad payload."""
+RESERVED = "$reserved-name"
+"""An event named like python-socketio's own (`connect`, `disconnect`, `*`): never dispatched
+to the handler of that name; its sender gets UNKNOWN_EVENT."""
+_RESERVED_NAMES = frozenset({"connect", "disconnect", "*"})
 TRANSPORT_LIMIT_FACTOR = 4
 """The transport closes a connection whose frame exceeds this many times maxPayload."""
 
@@ -35,7 +42,12 @@ class OrjsonCodec:
             text = data[:200] if isinstance(data, str) else data[:200].decode(errors="replace")
             name = _EVENT_NAME.match(text)
             return [TOO_LARGE, {"event": name.group(1) if name else None, "size": len(data)}]
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            text = data[:200] if isinstance(data, str) else data[:200].decode(errors="replace")
+            name = _EVENT_NAME.match(text)
+            return [INVALID, {"event": name.group(1) if name else None}]
 
 
 class HubPacket(packet.Packet):
@@ -49,6 +61,18 @@ class HubPacket(packet.Packet):
         if encoded_packet is None and binary is None:
             binary = False
         super().__init__(packet_type, data, namespace, id, binary, encoded_packet)
+
+    def decode(self, encoded_packet: Any) -> int:
+        """An event must be `[name, ...]` with a name of ours; anything else is renamed to a
+        marker event, so a crafted packet reaches a handler that refuses it."""
+        attachments = int(super().decode(encoded_packet))
+        if self.packet_type in (packet.EVENT, packet.BINARY_EVENT):
+            data = self.data
+            if not isinstance(data, list) or not data or not isinstance(data[0], str):
+                self.data = [INVALID, {"event": None}]
+            elif data[0] in _RESERVED_NAMES:
+                self.data = [RESERVED, {"event": data[0]}]
+        return attachments
 
 
 def packet_class(max_payload: int) -> type[HubPacket]:

@@ -109,6 +109,8 @@ class GatewaySockets:
         for event, (role, handler, reply) in handlers.items():
             self.sio.on(event, self._guarded(event, role, handler, reply))
         self.sio.on(codec.TOO_LARGE, self.on_too_large)
+        self.sio.on(codec.INVALID, self.on_invalid)
+        self.sio.on(codec.RESERVED, self.on_reserved)
 
     # --- connecting ------------------------------------------------------------------------
 
@@ -236,7 +238,19 @@ class GatewaySockets:
             sid, event, HubError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event!r}"), data
         )
 
-    async def on_too_large(self, sid: str, data: Message) -> Message:
+    async def on_reserved(self, sid: str, data: Any = None, *_: Any) -> Message:
+        event = data.get("event") if isinstance(data, dict) else None
+        return await self.on_unknown(str(event), sid, None)
+
+    async def on_invalid(self, sid: str, data: Any = None, *_: Any) -> Message:
+        event = data.get("event") if isinstance(data, dict) else None
+        return await self.refuse(sid, event if isinstance(event, str) else "unknown", HubError(
+            ErrorCode.VALIDATION_FAILED, "the payload is not JSON (NaN and Infinity are not)"),
+            None)
+
+    async def on_too_large(self, sid: str, data: Any = None, *_: Any) -> Message:
+        if not isinstance(data, dict) or not isinstance(data.get("size"), int):
+            return await self.on_unknown(codec.TOO_LARGE, sid, data)  # sent by a client
         event = data.get("event") or "unknown"
         limit = self.settings.websocket.max_payload
         return await self.refuse(sid, event, HubError(
