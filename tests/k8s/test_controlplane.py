@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .plane import ControlPlane, wait_for
 
@@ -51,7 +52,7 @@ CRD = {
 }
 
 
-def widget(name: str, spec: dict[str, object]) -> str:
+def widget(name: str, spec: dict[str, Any]) -> str:
     return json.dumps(
         {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
     )
@@ -114,7 +115,7 @@ def test_crd_schema_is_enforced(k8s_plane: ControlPlane, k8s_namespace: str) -> 
     assert names == {"ok"}
 
 
-def deployment(name: str, replicas: int = 2) -> dict[str, object]:
+def deployment(name: str, replicas: int = 2) -> dict[str, Any]:
     labels = {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -131,11 +132,11 @@ def deployment(name: str, replicas: int = 2) -> dict[str, object]:
     }
 
 
-def owned_by(items: list[dict[str, object]], uid: str) -> list[dict[str, object]]:
+def owned_by(items: list[dict[str, Any]], uid: str) -> list[dict[str, Any]]:
     return [
         i
         for i in items
-        if any(o.get("uid") == uid for o in i["metadata"].get("ownerReferences", []))  # type: ignore[index, union-attr]
+        if any(o.get("uid") == uid for o in i["metadata"].get("ownerReferences", []))
     ]
 
 
@@ -143,21 +144,21 @@ def test_deployment_gets_replicaset_and_pods(k8s_plane: ControlPlane, k8s_namesp
     k8s_plane.apply(deployment("web", replicas=2), namespace=k8s_namespace)
     dep_uid = k8s_plane.get_json("deployment", "web", namespace=k8s_namespace)["metadata"]["uid"]
 
-    def replicasets() -> list[dict[str, object]]:
+    def replicasets() -> list[dict[str, Any]]:
         rs = k8s_plane.get_json("replicasets", namespace=k8s_namespace)["items"]
         return owned_by(rs, dep_uid)
 
     rs = wait_for(replicasets, WAIT, "the Deployment controller to create a ReplicaSet")
     assert len(rs) == 1
-    rs_uid = rs[0]["metadata"]["uid"]  # type: ignore[index]
+    rs_uid = rs[0]["metadata"]["uid"]
 
-    def pods() -> list[dict[str, object]] | None:
+    def pods() -> list[dict[str, Any]] | None:
         items = owned_by(k8s_plane.get_json("pods", namespace=k8s_namespace)["items"], rs_uid)
         return items if len(items) == 2 else None
 
     created = wait_for(pods, WAIT, "the ReplicaSet controller to create 2 Pods")
     # no scheduler and no kubelet: the Pods exist but are never bound to a node
-    assert all(p["status"]["phase"] == "Pending" for p in created)  # type: ignore[index]
+    assert all(p["status"]["phase"] == "Pending" for p in created)
     status = k8s_plane.get_json("deployment", "web", namespace=k8s_namespace)["status"]
     assert status.get("replicas") == 2
 

@@ -56,7 +56,7 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 ETCD_LDFLAGS="-s -w"
 
-CACHE_ROOT=${SEMANTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/semantest}
+CACHE_ROOT=${SEMANTEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/semantest}
 CACHE="$CACHE_ROOT/k8s-$K8S_VERSION"
 BIN="$CACHE/bin"
 mkdir -p "$BIN" "$CACHE/stamps" "$CACHE/logs"
