@@ -101,7 +101,7 @@ def decode_token(token: str, secret: str) -> dict[str, object]:
         raise HubError(ErrorCode.AUTH_EXPIRED, "token has expired") from None
     except jwt.ImmatureSignatureError:
         raise HubError(ErrorCode.AUTH_INVALID, "token is not valid yet") from None
-    except jwt.InvalidTokenError:
+    except jwt.PyJWTError:  # any other refusal, a key pyjwt will not use included
         raise HubError(ErrorCode.AUTH_INVALID, "token is invalid") from None
 
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import Hubs, RedisServer
 from tests.e2e.conftest import ADMIN_KEY, KEY, PASSWORD, SECRET, Peer, connect, extension, refused
-from tests.security.conftest import cluster, dropped, http, make_key
+from tests.security.conftest import cluster, dropped, http, make_key, merged
 
 ATTACKER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ATTACKER_PUBLIC_PEM = ATTACKER_RSA.public_key().public_bytes(
@@ -37,7 +37,9 @@ def gateways(request: pytest.FixtureRequest, module_hubs: Hubs,
              hub_config: dict[str, Any]) -> list[str]:
     redis: RedisServer | None = (request.getfixturevalue("redis_server")
                                  if request.param == "services" else None)
-    return cluster(module_hubs, hub_config, redis, gateways=2)
+    config = merged(hub_config, websocket={"maxSessions": 3, "maxSubscriptions": 5},
+                    commands={"maxTimeout": 5000})
+    return cluster(module_hubs, config, redis, gateways=2)
 
 
 async def login(url: str, username: str) -> str:
@@ -367,3 +369,27 @@ async def test_crafted_event_frames_are_refused_and_the_sender_stays(gateways: l
         while not (answer := await asyncio.wait_for(ws.receive_str(), 10)).startswith("4310"):
             pass
         assert json.loads(answer[4:])[0]["timestamp"] == 7  # still connected, still served
+
+
+async def test_per_connection_caps_on_sessions_subscriptions_and_timeout(
+        gateways: list[str], peers: list[Peer]) -> None:
+    peer = await connect(gateways[0], auth={"apiKey": KEY})
+    peers.append(peer)
+    for n in range(3):  # websocket.maxSessions
+        assert "sessionId" in await peer.call("session:create", {"name": f"s{n}"})
+    answer = await peer.call("session:create", {"name": "one too many"})
+    assert answer["error"]["code"] == "VALIDATION_FAILED"
+    assert "at most 3 sessions" in answer["error"]["message"]
+    assert await peer.call("subscribe", {"channels": [f"c{n}" for n in range(5)]})
+    answer = await peer.call("subscribe", {"channels": ["c5"]})  # websocket.maxSubscriptions
+    assert answer["error"]["code"] == "VALIDATION_FAILED"
+    ext_id = f"cap-{uuid.uuid4().hex[:6]}"
+    ext = await extension(gateways[1], peers, {"apiKey": KEY, "role": "extension",
+                                               "extensionId": ext_id}, answer=False)
+    before = int(time.time() * 1000)
+    await peer.call("command", {"type": "WAIT", "timeout": 10**12,
+                                "target": {"extensionId": ext_id}})
+    command = await ext.next("command")
+    assert command["timeout"] == 5000  # commands.maxTimeout
+    assert before < command["deadline"] <= int(time.time() * 1000) + 5000
+    assert peer.sio.connected
