@@ -65,9 +65,9 @@ async def stop_operator(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(*CLUSTERS)
 @kopf.on.create(*CLUSTERS)
 @kopf.on.update(*CLUSTERS)
-async def reconcile_cluster(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def reconcile_cluster(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Make the children what the spec implies, then report it in status (see reconcile.py)."""
-    outcome = await memo.converger.converge(namespace, name)
+    outcome = await memo.converger.converge(namespace or "", name)
     problem = outcome and outcome.problem
     if problem and problem.permanent:
         raise kopf.PermanentError(f"{problem.reason}: {problem.message}")

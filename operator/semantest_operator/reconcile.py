@@ -23,7 +23,7 @@ import secrets
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes.aio.client.exceptions import ApiException
@@ -121,10 +121,17 @@ class Converger:
         if lock is not None and lock.locked():
             self._again.add(key)
             return
-        outcome = await self.converge(namespace, name)
+        try:
+            outcome = await self.converge(namespace, name)
+        except Exception:
+            self._retry_later(key)  # and let kopf log the error
+            raise
         if outcome and outcome.problem and not outcome.problem.permanent:
-            if key not in self._retries:
-                self._retries[key] = asyncio.create_task(self._retry(namespace, name))
+            self._retry_later(key)
+
+    def _retry_later(self, key: tuple[str, str]) -> None:
+        if key not in self._retries:
+            self._retries[key] = asyncio.create_task(self._retry(*key))
 
     def close(self) -> None:
         """Cancel the retries that are still waiting (the operator is stopping)."""
@@ -148,7 +155,7 @@ class Pass:
 
     def __init__(self, kube: Kube, body: Mapping[str, Any], version: str) -> None:
         self.kube = kube
-        self.body = kopf.Body(body)
+        self.body = kopf.Body(cast(kopf.RawBody, body))
         self.cluster = resources.Cluster.of(body, version)
         self.uid = str(body["metadata"]["uid"])
         self.generation = int(body["metadata"].get("generation") or 1)
@@ -166,7 +173,7 @@ class Pass:
                 problem = await self.dry_run()
             if problem is None:
                 await self.generate_secrets()
-                tls_state = await self.tls()
+                tls_state = await self.tls_state()
                 workloads = await self.apply(tls_state.hash)
                 await self.prune()
         except ApiException as exc:
@@ -201,7 +208,9 @@ class Pass:
     async def missing(self) -> Problem | None:
         """What the spec refers to but is not there: Secrets, their keys, cert-manager."""
         cluster, kube = self.cluster, self.kube
-        wanted = [(ref.name, (ref.key,)) for ref in resources.user_refs(cluster)]
+        wanted: list[tuple[str, tuple[str, ...]]] = [
+            (ref.name, (ref.key,)) for ref in resources.user_refs(cluster)
+        ]
         if cluster.tls_enabled and cluster.tls_mode == "secret":
             wanted.append((str(resources.tls_secret_name(cluster)), TLS_KEYS))
         for name, keys in wanted:
@@ -243,7 +252,8 @@ class Pass:
             if await self.kube.create(self.adopt(manifest)):
                 self.note("SecretGenerated", f"generated Secret {ref.name} ({ref.key})")
 
-    async def tls(self) -> TlsState:
+    async def tls_state(self) -> TlsState:
+        """The certificate the gateways serve: issued, found, or still awaited."""
         cluster = self.cluster
         if not cluster.tls_enabled:
             message = "tls.enabled is false: the gateways serve plain HTTP"
@@ -273,19 +283,24 @@ class Pass:
                                   f"Secret {name} holds a certificate valid until {stamp}")
         return TlsState(condition, resources.digest(cert), status)
 
+    async def ca(self) -> tls.KeyPair:
+        """The cluster's CA, made the first time it is needed and never rewritten."""
+        name = self.cluster.child("ca")
+        found = await self.kube.get("Secret", self.cluster.namespace, name)
+        if found is not None:
+            return tls.KeyPair(_decode(found, "tls.crt"), _decode(found, "tls.key"))
+        pair = tls.new_ca(f"{self.cluster.name} semantest CA", self.now)
+        data = {"tls.crt": pair.cert, "tls.key": pair.key}
+        manifest = resources.secret(self.cluster, name, "tls-ca", data, "kubernetes.io/tls")
+        if not await self.kube.create(self.adopt(manifest)):
+            return await self.ca()  # created meanwhile: use that one
+        self.note("CertificateIssued", f"created the cluster CA in Secret {name}")
+        return pair
+
     async def self_signed(self, name: str) -> bytes:
-        """The cluster's CA (made once) and a server certificate it signed, renewed when due."""
+        """A server certificate signed by the cluster's CA, issued again when due."""
         cluster, kube, spec = self.cluster, self.kube, self.cluster.spec["tls"]
-        ca_name = cluster.child("ca")
-        found = await kube.get("Secret", cluster.namespace, ca_name)
-        if found is None:
-            pair = tls.new_ca(f"{cluster.name} semantest CA", self.now)
-            data = {"tls.crt": pair.cert, "tls.key": pair.key}
-            manifest = resources.secret(cluster, ca_name, "tls-ca", data, "kubernetes.io/tls")
-            await kube.create(self.adopt(manifest))
-            self.note("CertificateIssued", f"created the cluster CA in Secret {ca_name}")
-            found = await kube.get("Secret", cluster.namespace, ca_name)
-        ca = tls.KeyPair(_decode(found, "tls.crt"), _decode(found, "tls.key"))
+        ca = await self.ca()
         current = await kube.get("Secret", cluster.namespace, name)
         names = resources.dns_names(cluster)
         reason = "there is none yet"

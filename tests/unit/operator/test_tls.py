@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ssl
+from pathlib import Path
 
 from cryptography import x509
 
@@ -29,7 +30,7 @@ def test_issued_certificate_is_good_until_the_renewal_window() -> None:
     assert tls.not_after(ca.cert) - NOW == tls.CA_VALIDITY
 
 
-def test_a_tls_server_loads_the_pair(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_tls_server_loads_the_pair(tmp_path: Path) -> None:
     server = tls.issue(tls.new_ca("hub CA", NOW), NAMES, YEAR, datetime.datetime.now(datetime.UTC))
     (tmp_path / "tls.crt").write_bytes(server.cert)
     (tmp_path / "tls.key").write_bytes(server.key)
