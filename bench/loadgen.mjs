@@ -18,7 +18,7 @@ import { cpuSeconds, machineCpu, rssKiB, sleep } from './lib/procs.mjs';
 
 const cfg = {
   transport: 'sio', clientUrl: null, extUrl: null, pids: [], mode: 'closed',
-  clients: 1, extensions: 1, inflight: 1, payload: 256, progress: 0, serviceMs: 0,
+  procs: [], clients: 1, extensions: 1, inflight: 1, payload: 256, progress: 0, serviceMs: 0,
   warmupMs: 1000, measureMs: 3000, cmdTimeoutMs: 10000, connections: 100, concurrency: 100,
   settleMs: 2000, connectTimeoutMs: 10000,
   ...JSON.parse(process.argv[2] ?? '{}'),
@@ -178,6 +178,7 @@ async function closedLoop() {
   await redis?.connect();
   const calls0 = await redisCalls(redis);
   const cpu0 = cpuSeconds(cfg.pids);
+  const procCpu0 = Object.fromEntries(cfg.procs.map(({ name, pids }) => [name, cpuSeconds(pids)]));
   const rssStart = rssKiB(cfg.pids);
   const self0 = process.cpuUsage();
   const machine0 = machineCpu();
@@ -188,6 +189,7 @@ async function closedLoop() {
   st.measuring = false;
   const elapsed = (performance.now() - st.tStart) / 1000;
   const serverCpu = cpuSeconds(cfg.pids) - cpu0;
+  const procCpu = cfg.procs.map(({ name, pids }) => [name, cpuSeconds(pids) - procCpu0[name]]);
   const self = process.cpuUsage(self0);
   const machine1 = machineCpu();
   const selfCpu = (self.user + self.system) / 1e6;
@@ -212,6 +214,8 @@ async function closedLoop() {
     errorCount: Object.values(errors).reduce((a, b) => a + b, 0),
     progressEvents: st.progress,
     serverCpuUsPerCmd: st.done ? (serverCpu * 1e6) / st.done : null,
+    cpuUsPerCmdByProcess: st.done
+      ? Object.fromEntries(procCpu.map(([name, sec]) => [name, (sec * 1e6) / st.done])) : null,
     // Redis commands the peer sent per completed command, in all and by name (INFO itself excluded).
     redisPerCmd: calls1 && st.done ? Object.fromEntries(Object.entries(calls1)
       .filter(([name]) => name !== 'info')

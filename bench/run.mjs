@@ -113,6 +113,7 @@ function runStep(peer, step) {
   const cfg = {
     ...step, transport: peer.transport, clientUrl: peer.clientUrl, extUrl: peer.extUrl, pids,
     gcPids: peer.gcPids ?? [], redisPort: peer.redisPort,
+    procs: peer.recs.map((rec) => ({ name: rec.name, pids: processTree([rec.child.pid]) })),
   };
   const argv = [path.join(BENCH, 'loadgen.mjs'), JSON.stringify(cfg)];
   const [file, args] = loadgenCpus ? ['taskset', ['-c', loadgenCpus, process.execPath, ...argv]]

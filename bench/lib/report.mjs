@@ -144,6 +144,20 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
       })));
   }
 
+  // Which process of each peer spends the CPU, at the W2 step with the most commands in flight.
+  const last = byGroup('w2').at(-1);
+  if (last) {
+    const step = steps.find((s) => s.id === last);
+    out.push('', `## Server CPU µs per command by process (W2, ${step.clients * step.inflight} in flight)`,
+      '');
+    out.push(table(['peer', 'processes (µs per command)'], peerIds.map((id) => {
+      const r = median(results[id]?.[last], 'cmdPerSec');
+      const parts = Object.entries(r?.cpuUsPerCmdByProcess ?? {})
+        .map(([name, us]) => `${name.replace(`${id}-`, '')} ${fmt(us)}`);
+      return [LABELS[id], parts.join(', ') || 'n/a'];
+    })));
+  }
+
   // Summary: peak closed-loop throughput is the headline number.
   const peak = (id) => {
     const runs = byGroup('w2').map((s) => median(results[id]?.[s], 'cmdPerSec')).filter(Boolean);
