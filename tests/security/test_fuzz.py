@@ -11,6 +11,7 @@ Counts of events tried are printed at the end (`pytest -s`) and kept as test pro
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
@@ -26,7 +27,7 @@ from tests.e2e.conftest import KEY, Peer, connect, extension_runner
 from tests.security.conftest import merged
 
 KNOWN_CODES = {code.value for code in ErrorCode}
-EXAMPLES = 150
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 """Per event; the whole module sends a few thousand events in well under a minute."""
 TRIED: Counter[str] = Counter()
 REFUSED: Counter[str] = Counter()
