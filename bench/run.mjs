@@ -189,7 +189,6 @@ function versions() {
   };
   return {
     date: new Date().toISOString(),
-    git: pick('git', ['rev-parse', '--short', 'HEAD']),
     cpu: os.cpus()[0]?.model, cores: os.cpus().length,
     memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(),
     node: process.version,
@@ -206,6 +205,8 @@ function versions() {
 }
 
 const loadAtStart = os.loadavg()[0];
+const gitAtStart = execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT })
+  .toString().trim();
 if (loadAtStart > os.cpus().length / 2) {
   process.stderr.write(`bench: load average ${loadAtStart.toFixed(1)} on ${os.cpus().length} cores `
     + 'before the start: other work will disturb the numbers (see the "other CPU %" column)\n');
@@ -250,7 +251,8 @@ if (opt['py-spy']) {
 }
 await group.stop();
 
-const info = { ...versions(), loadAtStart: loadAtStart.toFixed(1) };
+const info = { ...versions(), git: gitAtStart, loadAtStart: loadAtStart.toFixed(1),
+  hubSource: opt.hub ? path.resolve(opt.hub) : 'this checkout', candidate: opt.candidate };
 const report = renderReport({ info, profile: opt.profile, rounds, steps: [...profile.steps,
   ...(profile.finalSteps ?? [])], peerIds, results, profiles });
 fs.mkdirSync(outDir, { recursive: true });

@@ -103,7 +103,8 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
   out.push('');
   out.push(`Machine: ${info.cpu}, ${info.cores} cores, ${info.memGiB} GiB, Linux ${info.kernel}; `
     + `load average ${info.loadAtStart} at the start, ${info.loadavg} at the end. `
-    + `Commit ${info.git}, ${info.date}.`);
+    + `Checkout ${info.git} at the start, ${info.date}; hub from ${info.hubSource}`
+    + `${info.candidate ? `, candidate from ${info.candidate}` : ''}.`);
   out.push(`Versions: Python ${info.python} (${info.pythonPackages}); Node ${info.node} `
     + `(${info.nodePackages}); Redis ${info.redis}.`);
   out.push('Ratios are to the Node socket.io relay (peer 3). Latency is client emit to `result`. '
