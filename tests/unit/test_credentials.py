@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -51,22 +52,26 @@ async def test_keys_resolve_with_their_scopes(verifier: credentials.Verifier) ->
 
 
 @pytest.mark.parametrize(
-    ("token", "code"),
-    [
-        (jwt.encode(claims(exp=int(time.time()) - 60), SECRET), ErrorCode.AUTH_EXPIRED),
-        (jwt.encode(claims(nbf=int(time.time()) + 600), SECRET), ErrorCode.AUTH_INVALID),
-        (jwt.encode(claims(), "wrong-secret-of-enough-length-0123456789"),
+    ("make_token", "code"),
+    [  # made when the test runs: a token made at collection time could expire before it
+        (lambda: jwt.encode(claims(exp=int(time.time()) - 60), SECRET), ErrorCode.AUTH_EXPIRED),
+        (lambda: jwt.encode(claims(nbf=int(time.time()) + 600), SECRET), ErrorCode.AUTH_INVALID),
+        (lambda: jwt.encode(claims(), "wrong-secret-of-enough-length-0123456789"),
          ErrorCode.AUTH_INVALID),
-        (jwt.encode(claims(), None, algorithm="none"), ErrorCode.AUTH_INVALID),
-        (jwt.encode(claims(), SECRET, algorithm="HS512"), ErrorCode.AUTH_INVALID),
-        (jwt.encode({k: v for k, v in claims().items() if k != "jti"}, SECRET),
+        (lambda: jwt.encode(claims(), None, algorithm="none"), ErrorCode.AUTH_INVALID),
+        (lambda: jwt.encode(claims(), SECRET + SECRET, algorithm="HS512"),
          ErrorCode.AUTH_INVALID),
-        (jwt.encode(claims(scopes="admin"), SECRET), ErrorCode.AUTH_INVALID),
-        ("garbage", ErrorCode.AUTH_INVALID),
+        (lambda: jwt.encode({k: v for k, v in claims().items() if k != "jti"}, SECRET),
+         ErrorCode.AUTH_INVALID),
+        (lambda: jwt.encode(claims(scopes="admin"), SECRET), ErrorCode.AUTH_INVALID),
+        (lambda: "garbage", ErrorCode.AUTH_INVALID),
     ],
+    ids=["expired", "not-yet-valid", "forged", "alg-none", "hs512", "no-jti",
+         "scopes-not-a-list", "garbage"],
 )
-async def test_bad_tokens_are_refused(verifier: credentials.Verifier, token: str,
-                                      code: ErrorCode) -> None:
+async def test_bad_tokens_are_refused(verifier: credentials.Verifier,
+                                      make_token: Callable[[], str], code: ErrorCode) -> None:
+    token = make_token()
     with pytest.raises(HubError) as caught:
         await verifier.resolve(token, None)
     assert caught.value.code is code
