@@ -152,6 +152,11 @@ def command_key(tenant: str, command_id: str) -> str:
     return f"cmd:{tenant}:{command_id}"
 
 
+def command_end_key(tenant: str, command_id: str) -> str:
+    """How a command ended (its result): written once, by whoever ends it first."""
+    return f"cmd-end:{tenant}:{command_id}"
+
+
 def extension_key(tenant: str, extension_id: str) -> str:
     return f"ext:{tenant}:{extension_id}"
 

@@ -1,8 +1,10 @@
 """The command life cycle: accept, dispatch, progress, result, cancel, timeout, lost extension.
 
 All state lives in the store, so any router can carry on where a dead one stopped. Ending a
-command is claimed atomically (taking it off the deadline schedule), so exactly one `result` is
-ever sent, whichever of result, cancel, timeout or disconnect comes first.
+command is claimed atomically (`SET NX` of its end record, which holds the result), so exactly
+one result is decided, whichever of result, cancel, timeout or disconnect comes first; if the
+router that decided it dies before sending it, the next router to touch the command (a
+redelivered report, or the deadline sweep) finishes the job with the recorded result.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from semantest.telemetry import Metrics
 
 log = logging.getLogger("semantest.router")
 
+ABANDONED_AFTER_MS = 2000
+"""An ended command whose state is still not done after this long lost its router mid-way."""
 RETAIN_MS = 3_600_000
 """How long an ended command is remembered, so a re-sent id returns the result again."""
 
@@ -185,8 +189,6 @@ class CommandRouter:
     async def finish(self, state: Message, success: bool, *, data: Any = None,
                      error: Message | None = None) -> bool:
         tenant, command_id = state["tenant"], state["id"]
-        if not await self.store.unschedule(p.DEADLINES, p.pair(tenant, command_id)):
-            return False  # someone else ended it
         finished = now_ms()
         result: Message = {"id": command_id, "success": success}
         if data is not None:
@@ -196,9 +198,20 @@ class CommandRouter:
         result.update(p.echo(state["cmd"]))
         result["metadata"] = {"duration": finished - state["accepted"], "timestamp": finished,
                               "extension": state.get("ext") or ""}
+        end_key = p.command_end_key(tenant, command_id)
+        if not await self.store.put_if_absent(end_key, result, ttl_ms=RETAIN_MS):
+            # Ended already. If the router that ended it died before finishing the job (the
+            # state is still not done long after), finish it with the result it recorded.
+            recorded, current = await asyncio.gather(
+                self.store.get(end_key), self.store.get(p.command_key(tenant, command_id)))
+            if (recorded is None or current is None or current["status"] == "done"
+                    or finished - recorded["metadata"]["timestamp"] < ABANDONED_AFTER_MS):
+                return False
+            result, state = recorded, current
         previous = state["status"]
         state.update(status="done", result=result)
         steps = [  # in this order, in one round trip: the result is stored before it is sent
+            self.store.unschedule(p.DEADLINES, p.pair(tenant, command_id)),
             self.store.put(p.command_key(tenant, command_id), state, ttl_ms=RETAIN_MS),
             self.store.incr(p.tenant_in_flight_key(tenant), -1),
         ]
@@ -250,7 +263,7 @@ class CommandRouter:
         for member in await self.store.due(p.DEADLINES, now_ms()):
             tenant, command_id = p.unpair(member)
             state = await self.store.get(p.command_key(tenant, command_id))
-            if state is None:
+            if state is None or state["status"] == "done":
                 await self.store.unschedule(p.DEADLINES, member)
             elif state["status"] in ("queued", "new"):
                 await self.end(state, p.ErrorCode.NO_EXTENSION,
