@@ -61,12 +61,16 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert title in report
     for peer in PEERS:
         rows = [line.split(" | ") for line in lines if line.startswith(f"| {peer} | ")]
-        assert len(rows) == 4, (peer, rows)  # W1, W2, W3, summary
-        w1, w2 = rows[0], rows[1]
+        assert len(rows) == 5, (peer, rows)  # W1, W2, W3, CPU by process, summary
+        w1, w2, idle, by_process, _ = rows
         for row in (w1, w2):
             assert float(row[2]) > 0, row  # cmd/s
             assert row[8] == "0", row  # errors
-        assert rows[2][5] == "0", rows[2]  # idle connection failures
+        assert idle[5] == "0", idle  # idle connection failures
+        assert re.search(r"\d", by_process[1]), by_process
+    hub_rows = [line.split(" | ") for line in lines if line.startswith("| hub services (Redis) | ")]
+    redis_calls = [row[11] for row in hub_rows[:2]]  # W1 and W2: Redis commands per command
+    assert all(re.match(r"\d+\.\d \(", cell) for cell in redis_calls), redis_calls
 
     (run_dir,) = tmp_path.iterdir()
     started = (run_dir / "logs" / "pids.txt").read_text().split("\n")
