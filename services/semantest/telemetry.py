@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections import Counter as Tally
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import (
     CallbackOptions,
-    Counter,
     Histogram,
     Meter,
     Observation,
-    UpDownCounter,
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -51,22 +48,36 @@ def configure_logging(settings: Logging) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class Tally:
+    """A counter that costs a dict update on the hot path; OpenTelemetry reads it when scraped.
+
+    An SDK `Counter.add` hashes its attributes and aggregates on every call (~20 µs on these
+    machines); this is ~2 µs, and the exposition is the same.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[tuple[str, str], ...], float] = {}
+
+    def add(self, amount: float, attributes: dict[str, str] | None = None) -> None:
+        key = tuple(sorted(attributes.items())) if attributes else ()
+        self._values[key] = self._values.get(key, 0) + amount
+
+    def observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(value, dict(key)) for key, value in self._values.items()]
+
+
 @dataclass
 class Metrics:
     """The instruments every role records into; one set per process."""
 
     registry: CollectorRegistry
-    connections: Counter
-    connections_active: UpDownCounter
-    commands: Counter
     command_duration: Histogram
-    commands_in_flight: UpDownCounter
-    bus_errors: Counter
-    messages: Tally[str] = field(default_factory=Tally)
-    """Messages by direction: a plain tally on the hot path, read by OTel only when scraped."""
-
-    def observe_messages(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(n, {"direction": d}) for d, n in self.messages.items()]
+    connections: Tally = field(default_factory=Tally)
+    connections_active: Tally = field(default_factory=Tally)
+    messages: Tally = field(default_factory=Tally)
+    commands: Tally = field(default_factory=Tally)
+    commands_in_flight: Tally = field(default_factory=Tally)
+    bus_errors: Tally = field(default_factory=Tally)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -89,28 +100,25 @@ def create_metrics() -> Metrics:
     meter: Meter = provider.get_meter("semantest")
     metrics = Metrics(
         registry=registry,
-        connections=meter.create_counter(
-            "websocket_connections", description="Total WebSocket connections"
-        ),
-        connections_active=meter.create_up_down_counter(
-            "websocket_connections_active", description="Open WebSocket connections"
-        ),
-        commands=meter.create_counter(
-            "semantest_commands", description="Commands by type and outcome"
-        ),
         command_duration=meter.create_histogram(
             "semantest_command_duration_seconds", unit="s",
             description="Time from acceptance to result",
         ),
-        commands_in_flight=meter.create_up_down_counter(
-            "semantest_commands_in_flight", description="Commands accepted and not yet ended"
-        ),
-        bus_errors=meter.create_counter(
-            "semantest_bus_errors", description="Bus messages that could not be handled"
-        ),
     )
-    meter.create_observable_counter(
-        "websocket_messages", callbacks=[metrics.observe_messages],
-        description="Total messages processed",
-    )
+    counters = [  # (name, tally, description); the exporter adds `_total` to counters
+        ("websocket_connections", metrics.connections, "Total WebSocket connections"),
+        ("websocket_messages", metrics.messages, "Total messages processed"),
+        ("semantest_commands", metrics.commands, "Commands by type and outcome"),
+        ("semantest_bus_errors", metrics.bus_errors, "Bus messages that could not be handled"),
+    ]
+    for name, tally, description in counters:
+        meter.create_observable_counter(name, callbacks=[tally.observe], description=description)
+    gauges = [
+        ("websocket_connections_active", metrics.connections_active, "Open WebSocket connections"),
+        ("semantest_commands_in_flight", metrics.commands_in_flight,
+         "Commands accepted and not yet ended"),
+    ]
+    for name, tally, description in gauges:
+        meter.create_observable_up_down_counter(name, callbacks=[tally.observe],
+                                                description=description)
     return metrics

@@ -32,6 +32,8 @@ from semantest.telemetry import Metrics
 
 log = logging.getLogger("semantest.gateway")
 
+INBOUND = {"direction": "inbound"}
+OUTBOUND = {"direction": "outbound"}
 REGISTRY_TTL_MS = 15_000
 REFRESH_S = 5.0
 
@@ -197,7 +199,7 @@ class GatewaySockets:
     def _guarded(self, event: str, role: Role | None, handler: Handler,
                  reply: str | None) -> Callable[..., Any]:
         async def guarded(sid: str, data: Any = None, *_: Any) -> Any:
-            self.metrics.messages["inbound"] += 1
+            self.metrics.messages.add(1, INBOUND)
             connection = self.connections.by_sid.get(sid)
             try:
                 if connection is None:
@@ -341,5 +343,5 @@ class GatewaySockets:
             return
         for sid in sids:
             if sid in self.connections.by_sid:
-                self.metrics.messages["outbound"] += 1
+                self.metrics.messages.add(1, OUTBOUND)
                 await self.sio.emit(message["event"], message["data"], to=sid)
