@@ -32,6 +32,11 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 testenv: $(STAMP)
 	@bash tests/k8s/controlplane/testenv.sh
 
+## bench: the hub against a Node relay and a raw Redis-stream relay, side by side (< 5 min);
+## BENCH_ARGS="--profile soak" for the long version, "--py-spy" for profiles
+bench: $(STAMP) system-deps
+	bash bench/bench.sh $(BENCH_ARGS)
+
 ## manifests: regenerate manifests/install.yaml from the chart
 manifests: $(STAMP) testenv
 	bash manifests/generate.sh
