@@ -58,4 +58,4 @@ test: $(STAMP) system-deps js-deps testenv lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules
+	rm -rf $(VENV) tests/js/node_modules bench/node_modules
