@@ -8,18 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from semantest.bus import Bus, open_bus, redis_streams
-from tests.conftest import RedisServer
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def bus(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Bus]:
-    if request.param == "memory":
-        made = open_bus("memory://")
-    else:
-        redis: RedisServer = request.getfixturevalue("redis_server")
-        made = open_bus(redis.url, prefix=redis_prefix)
-    yield made
-    await made.aclose()
 
 
 async def first(iterator: AsyncIterator[list], timeout: float = 5) -> list:

@@ -4,29 +4,16 @@ the command sends the recorded result, exactly once. Runs on both buses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from semantest import protocol as p
-from semantest.bus import Bus, open_bus
+from semantest.bus import Bus
 from semantest.config import load_settings
 from semantest.router.commands import ABANDONED_AFTER_MS, CommandRouter, now_ms
 from semantest.telemetry import create_metrics
-from tests.conftest import RedisServer
 
 ORIGIN = {"gw": "gw-test", "sid": "client-sid"}
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def bus(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Bus]:
-    if request.param == "memory":
-        made = open_bus("memory://")
-    else:
-        redis: RedisServer = request.getfixturevalue("redis_server")
-        made = open_bus(redis.url, prefix=redis_prefix)
-    yield made
-    await made.aclose()
 
 
 async def dispatched(bus: Bus, command_id: str) -> dict:
