@@ -84,6 +84,9 @@ class GatewaySockets:
             ping_timeout=settings.websocket.ping_timeout / 1000,
             max_http_buffer_size=settings.websocket.max_payload * codec.TRANSPORT_LIMIT_FACTOR,
             http_compression=False,
+            # Handlers run in the socket's read loop: no task per event, and one socket's
+            # events are handled in the order they were sent (progress before result).
+            async_handlers=False,
         )
         self.sio.eio._async = {**self.sio.eio._async, "websocket": UncompressedWebSocket}
         self.outbox = Outbox(bus, settings.channels.history)
