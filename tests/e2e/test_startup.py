@@ -6,12 +6,14 @@ import json
 import re
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
+import aiohttp
 from argon2 import PasswordHasher
 
-from tests.conftest import BIN, Hubs
-from tests.e2e.conftest import Peer, connect, refused
+from tests.conftest import BIN, Hubs, RedisServer
+from tests.e2e.conftest import KEY, Peer, connect, extension, refused
 
 
 def wait_for_output(hub_output: callable, pattern: str, timeout: float = 10) -> re.Match[str]:
@@ -92,3 +94,18 @@ def test_log_format_json_and_log_level(hubs: Hubs) -> None:
     quiet = hubs.start("semantest-server", env={"LOG_LEVEL": "error", "AUTH_ENABLED": "false"})
     wait_for_output(quiet.output, r"Semantest hub")
     assert "INFO" not in quiet.output()
+
+
+async def test_all_in_one_over_redis_as_the_seed_runs_it(hubs: Hubs, hub_config: dict,
+                                                        redis_server: RedisServer,
+                                                        peers: list[Peer]) -> None:
+    hub = hubs.start("semantest-server", config=hub_config, env={
+        "REDIS_URL": redis_server.url, "REDIS_KEY_PREFIX": f"aio{uuid.uuid4().hex[:6]}:"})
+    assert "over Redis" in hub.output()
+    await extension(hub.url, peers, {"apiKey": KEY, "role": "extension", "extensionId": "aio"})
+    client = await connect(hub.url, auth={"apiKey": KEY})
+    peers.append(client)
+    ack = await client.call("command", {"type": "NAVIGATE", "target": {"extensionId": "aio"}})
+    assert (await client.next("result"))["id"] == ack["id"]
+    async with aiohttp.ClientSession() as http, http.get(f"{hub.url}/health") as response:
+        assert (await response.json())["redis"] == "connected"
