@@ -12,7 +12,6 @@ import getpass
 import secrets
 import ssl
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Collection
 
 import aiohttp_cors
@@ -27,11 +26,10 @@ from semantest.bus import Bus, open_bus
 from semantest.config import ConfigError, Cors, Settings, load_settings, masked
 from semantest.gateway import app as gateway_app
 from semantest.router import app as router_app
-from semantest.telemetry import Metrics, configure_logging, create_metrics
+from semantest.telemetry import Metrics, configure_logging, create_metrics, uptime
 
 ALL_ROLES = frozenset({"auth", "gateway", "router"})
 BUS: web.AppKey[Bus] = web.AppKey("bus", Bus)
-STARTED = time.monotonic()
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -58,7 +56,7 @@ class Health:
             "connected" if reachable else "disconnected")
         body = {
             "status": "healthy" if reachable else "unhealthy",
-            "uptime": int(time.monotonic() - STARTED),
+            "uptime": uptime(),
             "connections": self.connections() if self.connections else
             {"clients": 0, "extensions": 0},
             "redis": redis,

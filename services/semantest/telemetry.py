@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pythonjsonlogger.json import JsonFormatter
 
 from semantest.config import Logging
+
+STARTED = time.monotonic()
+"""When this process started: the one clock behind `uptime` in /health and in `status`."""
+
+
+def uptime() -> int:
+    return int(time.monotonic() - STARTED)
+
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "warning": logging.WARNING, "error": logging.ERROR}

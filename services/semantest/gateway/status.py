@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from semantest import protocol as p
 from semantest.bus.base import Message, Store
 from semantest.gateway.connections import Connections
 from semantest.protocol import Role
-
-STARTED = time.monotonic()
-
-
-def uptime() -> int:
-    return int(time.monotonic() - STARTED)
+from semantest.telemetry import uptime
 
 
 class StatusReport:
