@@ -48,6 +48,12 @@ class Server(Section):
     max_connections: int = Field(1000, ge=1)
     max_connections_per_principal: int | None = Field(
         None, ge=1, description="per credential on one gateway; none = only maxConnections")
+    max_handshakes_per_ip: int = Field(
+        100, ge=1, description="open connections per IP that have not authenticated yet")
+    connect_timeout: int = Field(
+        45000, ge=100, description="ms a connection has to complete the Socket.IO connect")
+    drain_timeout: int = Field(
+        20000, ge=0, description="ms a draining service waits for in-flight work on SIGTERM")
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
@@ -128,6 +134,7 @@ class Websocket(Section):
     max_payload: int = Field(1_048_576, ge=1024)
     max_subscriptions: int = Field(1000, ge=1, description="channels per connection")
     max_sessions: int = Field(100, ge=1, description="sessions per connection")
+    max_depth: int = Field(32, ge=1, le=200, description="nesting of any event payload")
 
 
 class Channels(Section):
@@ -138,6 +145,20 @@ class Commands(Section):
     timeout: int = Field(30000, ge=1, description="default command timeout, ms")
     max_timeout: int = Field(600_000, ge=1)
     extension_grace: int = Field(10000, ge=0, description="reconnect grace for extensions, ms")
+    retention: int = Field(
+        600_000, ge=1000, description="ms an ended command's result is kept for re-sends")
+    max_result_bytes: int = Field(
+        262_144, ge=1024, description="largest result kept whole for re-sends; a larger one "
+        "is kept without its data (metadata.dataDropped)")
+    max_queued_per_principal: int = Field(
+        1000, ge=1, description="commands one principal may have waiting for an extension")
+
+
+class Sessions(Section):
+    max_per_principal: int = Field(100, ge=1, description="sessions one principal owns")
+    max_per_tenant: int = Field(10000, ge=1, description="sessions one tenant holds")
+    persistent_ttl: int = Field(
+        604_800_000, ge=1000, description="ms a persistent session lives after its last use")
 
 
 class RateLimiting(Section):
@@ -169,6 +190,7 @@ class Settings(Section):
     redis: Redis = Redis()
     websocket: Websocket = Websocket()
     commands: Commands = Commands()
+    sessions: Sessions = Sessions()
     channels: Channels = Channels()
     rate_limiting: RateLimiting = RateLimiting()
     cors: Cors | None = None

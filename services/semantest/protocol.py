@@ -124,6 +124,9 @@ PERMISSIONS = (READ, WRITE)
 SYSTEM_CHANNELS = frozenset({"downloads", "errors"})
 """Channels the hub publishes on; clients may subscribe but never publish there."""
 CHANNEL_NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
+ID_PATTERN = r"^[A-Za-z0-9_.:@/+=#~-]{1,128}$"
+"""Every id a client or extension chooses (command, correlation, extension, session): printable,
+no spaces, no control characters, so no id can split a key or a log line."""
 SYSTEM_PUBLISHER = "semantest"
 
 
