@@ -1,20 +1,26 @@
 // `make bench`: runs the peers side by side on the same workloads, interleaved, and prints a
-// markdown table with every peer's ratio to the Node relay, ending with the line
-// `ratio hub-services/node-relay throughput: X.XX`.
+// markdown table with every peer's ratio to the Node relay, ending with the two lines
+// `ratio hub-all-in-one/node-relay throughput: X.XX` and
+// `ratio hub-services/node-relay throughput: X.XX` (peak W2 commands/s, median over rounds).
 //
-//   node bench/run.mjs [--profile smoke|short|soak] [--peers a,b,...] [--rounds N]
+//   node bench/run.mjs [--profile smoke|short|soak | --quick] [--peers a,b,...] [--rounds N]
 //                      [--unpinned] [--py-spy] [--soak-seconds S] [--out DIR]
-//                      [--hub DIR] [--candidate DIR]
+//                      [--hub DIR | --baseline REF] [--candidate DIR]
 //
 // Peers: hub-aio (semantest-server, in-process bus), hub-services (semantest-auth, -router,
 // -gateway over Redis), node-relay (socket.io + @socket.io/redis-adapter, two processes),
 // stream-relay (raw WebSocket + Redis streams, no Socket.IO). Pinned (default): every server
 // process of a peer, its Redis included, on CPU 0 and the load generator on CPU 1, so each peer
 // gets one core. The hub is the venv's (this checkout's services/) unless --hub DIR names another
-// tree holding services/ (e.g. `git archive HEAD services | tar -x -C DIR`); --candidate DIR adds
-// a second one (a proposed change) as hub-aio-candidate and hub-services-candidate, for a
-// before/after in one run. All traffic
-// stays on 127.0.0.1; every process started here is stopped at the end.
+// tree holding services/ (e.g. `git archive HEAD services | tar -x -C DIR`), or --baseline REF
+// (a git commit or branch) has its services/ extracted for this run; --candidate DIR adds a second
+// tree (a proposed change; `.` is the working tree, the default with --baseline) as
+// hub-aio-candidate and hub-services-candidate, each interleaved right after its baseline, for a
+// before/after in one run. Relative paths are relative to the current directory. The services/
+// of each tree is copied at the start, so edits made during the run do not leak into it. Every round
+// after the first restarts each peer before its idle step, so that memory per idle connection is
+// measured on fresh processes in every round. All traffic stays on 127.0.0.1; every process
+// started here is stopped at the end.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,12 +45,17 @@ const { values: opt } = parseArgs({
     out: { type: 'string', default: path.join(BENCH, 'results') },
     candidate: { type: 'string' },
     hub: { type: 'string' },
+    baseline: { type: 'string' },
+    quick: { type: 'boolean', default: false },
   },
 });
 
-// Workloads. The idle step runs first in each round, while the peer's heap is least disturbed.
+// Workloads. The idle step runs first in each round, on fresh processes (`fresh`: a peer that has
+// already served a step is restarted first), so that its memory reading is not taken on a heap
+// that earlier steps grew: freed memory that the allocator keeps would be reused by the new
+// connections and hide their cost.
 const IDLE = (connections, concurrency, settleMs) => ({
-  id: 'idle', group: 'idle', mode: 'idle', connections, concurrency, settleMs,
+  id: 'idle', group: 'idle', mode: 'idle', connections, concurrency, settleMs, fresh: true,
 });
 const W1 = (warmupMs, measureMs) => ({
   id: 'w1', group: 'w1', mode: 'closed', clients: 1, extensions: 1, inflight: 1, warmupMs,
@@ -78,16 +89,64 @@ const PROFILES = {
   },
 };
 
+if (opt.quick) opt.profile = 'smoke';
 const profile = PROFILES[opt.profile];
 if (!profile) throw new Error(`unknown --profile ${opt.profile}`);
 const rounds = Number(opt.rounds ?? profile.rounds);
-const peerIds = opt.peers.split(',').filter(Boolean);
-if (opt.candidate) peerIds.push('hub-aio-candidate', 'hub-services-candidate');
+if (!(rounds >= 1)) throw new Error(`--rounds ${opt.rounds}: give a number >= 1`);
+if (opt.hub && opt.baseline) throw new Error('give --hub DIR or --baseline REF, not both');
+// A candidate is measured right after its baseline in every round, so both see the same machine.
+const peerIds = opt.peers.split(',').filter(Boolean).flatMap((id) => (
+  (opt.candidate || opt.baseline) && ['hub-aio', 'hub-services'].includes(id)
+    ? [id, `${id}-candidate`] : [id]));
 const serverCpus = opt.unpinned ? null : '0';
 const loadgenCpus = opt.unpinned ? null : '1';
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-const outDir = path.join(opt.out, stamp);
+const outDir = path.resolve(opt.out, stamp);
 const group = new ProcessGroup(path.join(outDir, 'logs'));
+
+/** `git describe` of a tree, or of ROOT's REF; 'n/a' outside git. */
+function describe(cwd, ref) {
+  try {
+    return execFileSync('git', ['describe', '--always', ...(ref ? [ref] : ['--dirty'])],
+      { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch { return 'n/a'; }
+}
+
+// The hub code is copied at the start (services/ only) and every hub process of the run, restarts
+// included, imports the copy: edits made to a tree while the benchmark runs do not leak into it.
+function snapshot(tree, name) {
+  const dest = path.join(outDir, 'src', name);
+  fs.cpSync(path.join(tree, 'services'), path.join(dest, 'services'), {
+    recursive: true, filter: (src) => path.basename(src) !== '__pycache__' });
+  return dest;
+}
+const treeLabel = (tree) => `${tree === ROOT ? 'this checkout\'s working tree ' : ''}${tree} `
+  + `(${describe(tree)})`;
+for (const [name, tree] of [['--hub', opt.hub], ['--candidate', opt.candidate]]) {
+  if (tree && !fs.existsSync(path.join(path.resolve(tree), 'services', 'semantest', '__init__.py'))) {
+    throw new Error(`${name} ${tree}: no services/semantest there (give a checkout, or a tree from `
+      + '`git archive HEAD services | tar -x -C DIR`)');
+  }
+}
+let hubTree;
+let hubLabel;
+if (opt.baseline) {
+  // --baseline REF: that commit's services/; the candidate defaults to the working tree, so
+  // `--baseline HEAD` measures the uncommitted change to services/.
+  hubTree = path.join(outDir, 'src', 'baseline');
+  fs.mkdirSync(hubTree, { recursive: true });
+  execFileSync('sh', ['-c', 'git archive "$1" services | tar -x -C "$2"', 'sh', opt.baseline,
+    hubTree], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  hubLabel = `--baseline ${opt.baseline} (${describe(ROOT, opt.baseline)})`;
+} else {
+  const tree = opt.hub ? path.resolve(opt.hub) : ROOT;
+  hubTree = snapshot(tree, 'hub');
+  hubLabel = treeLabel(tree);
+}
+const candidateSrc = opt.candidate ? path.resolve(opt.candidate) : (opt.baseline ? ROOT : null);
+const candidateTree = candidateSrc ? snapshot(candidateSrc, 'candidate') : null;
+const candidateLabel = candidateSrc ? treeLabel(candidateSrc) : null;
 
 // Stop everything we started, whatever ends this process.
 let stopping = false;
@@ -102,9 +161,10 @@ process.on('SIGINT', () => shutdown(130));
 process.on('SIGTERM', () => shutdown(143));
 process.on('uncaughtException', (err) => { console.error(err); shutdown(1); });
 process.on('unhandledRejection', (err) => { console.error(err); shutdown(1); });
-const budgetMs = opt.profile === 'soak'
-  ? (rounds * 8 + (Number(opt['soak-seconds']) + 30) / 60 * peerIds.length + 10) * 60000
-  : 15 * 60000;
+// Time budget: every step's own time plus a generous margin (connecting, quiescing, restarts).
+const stepMs = (s) => (s.warmupMs ?? 0) + (s.measureMs ?? 0) + (s.settleMs ?? 0) + 30000;
+const budgetMs = peerIds.length * (rounds * profile.steps.reduce((a, s) => a + stepMs(s), 0)
+  + (profile.finalSteps ?? []).reduce((a, s) => a + stepMs(s), 0)) + 10 * 60000;
 setTimeout(() => { console.error('bench: time budget exceeded'); shutdown(2); }, budgetMs).unref();
 
 /** Runs one loadgen step against a started peer; returns its parsed RESULT. */
@@ -205,14 +265,13 @@ function versions() {
 }
 
 const loadAtStart = os.loadavg()[0];
-const gitAtStart = execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT })
-  .toString().trim();
+const gitAtStart = describe(ROOT);
 if (loadAtStart > os.cpus().length / 2) {
   process.stderr.write(`bench: load average ${loadAtStart.toFixed(1)} on ${os.cpus().length} cores `
     + 'before the start: other work will disturb the numbers (see the "other CPU %" column)\n');
 }
-const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus, hub: opt.hub,
-  candidate: opt.candidate });
+const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus, hub: hubTree,
+  candidate: candidateTree });
 for (const id of peerIds) if (!defs[id]) throw new Error(`unknown peer ${id}`);
 const started = [];
 for (const id of peerIds) {
@@ -231,10 +290,22 @@ const record = (peer, step, res) => {
       + ` loadgen ${res.loadgenCpuPct.toFixed(0)}%`;
   process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${peer.id} ${step.id}: ${brief}\n`);
 };
+/** Stops every process of started[idx] and starts the peer again (new ports, a new Redis). */
+async function restart(idx) {
+  const old = started[idx];
+  process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] restarting ${old.id}\n`);
+  await group.stopRecs(old.recs);
+  const peer = await defs[old.id].start();
+  started[idx] = peer;
+  await quiesce(processTree(peer.recs.map((rec) => rec.child.pid)));
+  return peer;
+}
 for (let r = 0; r < rounds; r++) {
   for (const step of profile.steps) {
     for (let i = 0; i < started.length; i++) {
-      const peer = started[(i + r) % started.length];
+      const idx = (i + r) % started.length;
+      const peer = step.fresh && started[idx].used ? await restart(idx) : started[idx];
+      peer.used = true;
       record(peer, step, await runStep(peer, step));
     }
   }
@@ -252,7 +323,7 @@ if (opt['py-spy']) {
 await group.stop();
 
 const info = { ...versions(), git: gitAtStart, loadAtStart: loadAtStart.toFixed(1),
-  hubSource: opt.hub ? path.resolve(opt.hub) : 'this checkout', candidate: opt.candidate };
+  hubSource: hubLabel, candidate: candidateLabel };
 const report = renderReport({ info, profile: opt.profile, rounds, steps: [...profile.steps,
   ...(profile.finalSteps ?? [])], peerIds, results, profiles });
 fs.mkdirSync(outDir, { recursive: true });

@@ -1,5 +1,6 @@
 // The four benchmark peers: how each one is started on free loopback ports, how we know it
 // serves, which URLs its clients and extensions use, and which processes (`recs`) are its server.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,12 +75,35 @@ export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate
   }
 
   // Another source tree of the hub (a snapshot, or a candidate change measured beside the current
-  // one) is imported first: PYTHONPATH=<tree>/services.
+  // one) is imported first: PYTHONPATH=<tree>/services. A tree without services/semantest would
+  // silently fall back to the venv's editable install (this checkout): check which package the
+  // hub's Python really imports, before anything is measured.
   const treeEnv = (tree) => (tree ? { PYTHONPATH: path.join(path.resolve(tree), 'services') } : {});
-  const candidateEnv = treeEnv(candidate);
+  const importedFrom = (env) => {
+    const origin = execFileSync(path.join(venv, 'python'), ['-c',
+      'import importlib.util as u; print(u.find_spec("semantest").origin)'],
+    { cwd: group.logDir, env: { ...process.env, ...env } }).toString().trim();
+    return path.dirname(path.dirname(origin)); // <tree>/services
+  };
+  const checkTree = (tree) => {
+    const env = treeEnv(tree);
+    const want = path.join(path.resolve(tree ?? root), 'services');
+    if (!fs.existsSync(path.join(want, 'semantest', '__init__.py'))) {
+      throw new Error(`${want}/semantest is missing: --hub and --candidate name a tree holding `
+        + 'services/ (a checkout, or e.g. `git archive HEAD services | tar -x -C DIR`)');
+    }
+    const got = importedFrom(env);
+    if (fs.realpathSync(got) !== fs.realpathSync(want)) {
+      throw new Error(`the hub from ${want} would import semantest from ${got}: `
+        + 'is that a tree holding services/semantest?');
+    }
+    return env;
+  };
+  const hubEnv = checkTree(hub);
+  const candidateEnv = candidate ? checkTree(candidate) : null;
   return {
-    'hub-aio': hubAio('hub-aio', treeEnv(hub)),
-    'hub-services': hubServices('hub-services', treeEnv(hub)),
+    'hub-aio': hubAio('hub-aio', hubEnv),
+    'hub-services': hubServices('hub-services', hubEnv),
     ...(candidate ? {
       'hub-aio-candidate': hubAio('hub-aio-candidate', candidateEnv),
       'hub-services-candidate': hubServices('hub-services-candidate', candidateEnv),

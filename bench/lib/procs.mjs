@@ -150,10 +150,23 @@ export class ProcessGroup {
   }
 
   async stop(graceMs = 3000) {
-    this.killSync('SIGTERM');
+    await this.stopRecs(this.children, graceMs);
+  }
+
+  /** Stops some of the children (e.g. one peer, to restart it fresh): SIGTERM, then KILL. */
+  async stopRecs(recs, graceMs = 3000) {
+    const signal = (sig) => {
+      for (const rec of recs) {
+        if (rec.exited) continue;
+        try { process.kill(-rec.child.pid, sig); } catch { /* already gone */ }
+      }
+    };
+    signal('SIGTERM');
     const until = Date.now() + graceMs;
-    while (Date.now() < until && this.children.some((r) => !r.exited)) await sleep(50);
-    this.killSync('SIGKILL');
-    this.children = [];
+    while (Date.now() < until && recs.some((r) => !r.exited)) await sleep(50);
+    signal('SIGKILL');
+    const killed = Date.now() + 5000;
+    while (Date.now() < killed && recs.some((r) => !r.exited)) await sleep(20);
+    this.children = this.children.filter((rec) => !recs.includes(rec));
   }
 }
