@@ -68,14 +68,39 @@ function connect(url, auth) {
   });
 }
 
-/** Calls per Redis command name so far (INFO commandstats), or null for a peer without Redis. */
-async function redisCalls(client) {
+/** Redis counters so far, from one `INFO stats commandstats` (one read event, one `info` call),
+ * or null for a peer without Redis: `calls` per command name (INFO commandstats, which counts the
+ * commands a script or function runs as well as the EVALSHA/FCALL that ran them, and those inside
+ * MULTI/EXEC) and `reads`, the read events of client sockets (total_reads_processed: one per
+ * request or pipeline that arrives at once, i.e. about one per client round trip). */
+async function redisStats(client) {
   if (!client) return null;
+  const info = await client.sendCommand(['INFO', 'stats', 'commandstats']);
   const calls = {};
-  for (const m of (await client.info('commandstats')).matchAll(/cmdstat_(\S+?):calls=(\d+)/g)) {
-    calls[m[1]] = Number(m[2]);
-  }
-  return calls;
+  for (const m of info.matchAll(/cmdstat_(\S+?):calls=(\d+)/g)) calls[m[1]] = Number(m[2]);
+  const reads = Number(/total_reads_processed:(\d+)/.exec(info)?.[1] ?? NaN);
+  return { calls, reads };
+}
+
+// Redis commands that run a script or a function; the commands those run are counted on their own.
+const SCRIPT_CALLS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+
+/** Redis work per completed command between two `redisStats` readings (the load generator's own
+ * INFO excluded): all commands by name, script/function calls, and client round trips. */
+function redisPerCommand(before, after, done) {
+  if (!before || !after || !done) return {};
+  const perCmd = Object.fromEntries(Object.entries(after.calls)
+    .filter(([name]) => name !== 'info')
+    .map(([name, n]) => [name, (n - (before.calls[name] ?? 0)) / done])
+    .filter(([, n]) => n > 0));
+  return {
+    redisPerCmd: perCmd,
+    redisCmdsPerCmd: Object.values(perCmd).reduce((a, b) => a + b, 0),
+    redisScriptsPerCmd: Object.entries(perCmd).filter(([name]) => SCRIPT_CALLS.has(name))
+      .reduce((a, [, n]) => a + n, 0),
+    // The second INFO's read event is counted in `after`; the first one's in `before`.
+    redisReadsPerCmd: (after.reads - before.reads - 1) / done,
+  };
 }
 
 function padTo(obj, bytes) {
@@ -176,7 +201,7 @@ async function closedLoop() {
   await sleep(cfg.warmupMs);
   const redis = cfg.redisPort ? createClient({ url: `redis://127.0.0.1:${cfg.redisPort}` }) : null;
   await redis?.connect();
-  const calls0 = await redisCalls(redis);
+  const redis0 = await redisStats(redis);
   const cpu0 = cpuSeconds(cfg.pids);
   const procCpu0 = Object.fromEntries(cfg.procs.map(({ name, pids }) => [name, cpuSeconds(pids)]));
   const rssStart = rssKiB(cfg.pids);
@@ -193,7 +218,7 @@ async function closedLoop() {
   const self = process.cpuUsage(self0);
   const machine1 = machineCpu();
   const selfCpu = (self.user + self.system) / 1e6;
-  const calls1 = await redisCalls(redis);
+  const redis1 = await redisStats(redis);
   await redis?.quit();
   st.running = false;
   const rss = rssKiB(cfg.pids);
@@ -216,11 +241,9 @@ async function closedLoop() {
     serverCpuUsPerCmd: st.done ? (serverCpu * 1e6) / st.done : null,
     cpuUsPerCmdByProcess: st.done
       ? Object.fromEntries(procCpu.map(([name, sec]) => [name, (sec * 1e6) / st.done])) : null,
-    // Redis commands the peer sent per completed command, in all and by name (INFO itself excluded).
-    redisPerCmd: calls1 && st.done ? Object.fromEntries(Object.entries(calls1)
-      .filter(([name]) => name !== 'info')
-      .map(([name, n]) => [name, (n - (calls0[name] ?? 0)) / st.done])
-      .filter(([, n]) => n > 0)) : null,
+    // Redis commands per completed command: all (by name, including those run inside scripts and
+    // MULTI/EXEC), script/function calls among them, and client round trips (socket reads).
+    ...redisPerCommand(redis0, redis1, st.done),
     serverCpuPct: (100 * serverCpu) / elapsed,
     loadgenCpuPct: (100 * selfCpu) / elapsed,
     // CPU that neither the peer nor the load generator used: other work on the machine, and the

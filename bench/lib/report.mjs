@@ -1,5 +1,6 @@
 // Turns the benchmark's raw step results into the markdown report: one table per workload with
-// each peer's ratio to the Node relay, a summary, py-spy top costs, and the final ratio line.
+// each peer's ratio to the Node relay, a summary, a candidate-against-baseline table when there is
+// a candidate, py-spy top costs, and the two final ratio lines.
 import fs from 'node:fs';
 
 const REF = 'node-relay';
@@ -29,10 +30,35 @@ function table(header, rows) {
 
 /** "21.0 (xadd 4.0, set 3.0, get 2.0)": Redis commands per command, in all and the top three. */
 function redisSummary(perCmd) {
-  if (!perCmd) return '-';
+  if (!perCmd || !Object.keys(perCmd).length) return '-';
   const entries = Object.entries(perCmd).sort((a, b) => b[1] - a[1]);
   const total = entries.reduce((sum, [, n]) => sum + n, 0);
   return `${total.toFixed(1)} (${entries.slice(0, 3).map(([k, n]) => `${k} ${n.toFixed(1)}`).join(', ')})`;
+}
+
+/** Redis script/function calls and client round trips per command ('-' for a peer without Redis). */
+const redisScripts = (r) => (r?.redisPerCmd && Object.keys(r.redisPerCmd).length
+  ? fmt(r.redisScriptsPerCmd, 1) : '-');
+const redisTrips = (r) => (r?.redisPerCmd && Object.keys(r.redisPerCmd).length
+  ? fmt(r.redisReadsPerCmd, 1) : '-');
+
+/** "a → b (+x %)" for the candidate table. */
+function change(a, b, digits = 0) {
+  if (a == null || b == null) return `${fmt(a, digits)} → ${fmt(b, digits)}`;
+  const pct = a === 0 ? '' : ` (${b >= a ? '+' : '−'}${Math.abs((100 * (b - a)) / a).toFixed(0)} %)`;
+  return `${fmt(a, digits)} → ${fmt(b, digits)}${pct}`;
+}
+
+/** The W2 step where the peer's median-over-rounds cmd/s is highest: {stepId, run}, or null. */
+function peakOf(results, id, w2Ids) {
+  return w2Ids.map((stepId) => ({ stepId, run: median(results[id]?.[stepId], 'cmdPerSec') }))
+    .filter((p) => p.run).sort((a, b) => b.run.cmdPerSec - a.run.cmdPerSec)[0] ?? null;
+}
+
+/** "redis 185, auth 9, router 1719, gateway 1710": server CPU µs per command by process. */
+function byProcess(id, run) {
+  return Object.entries(run?.cpuUsPerCmdByProcess ?? {})
+    .map(([name, us]) => `${name.replace(`${id}-`, '')} ${fmt(us)}`).join(', ') || 'n/a';
 }
 
 function closedRows(peerIds, results, stepIds, steps) {
@@ -47,13 +73,14 @@ function closedRows(peerIds, results, stepIds, steps) {
       rows.push([LABELS[id], step.clients * step.inflight, fmt(r.cmdPerSec), ratio(r.cmdPerSec, ref?.cmdPerSec),
         fmt(r.p50, 2), fmt(r.p95, 2), fmt(r.p99, 2), ratio(r.p99, ref?.p99), errs,
         fmt(r.serverCpuUsPerCmd), ratio(r.serverCpuUsPerCmd, ref?.serverCpuUsPerCmd),
-        redisSummary(r.redisPerCmd), fmt(r.serverCpuPct), fmt(r.loadgenCpuPct),
-        fmt(r.otherCpuPct)]);
+        redisSummary(r.redisPerCmd), redisScripts(r), redisTrips(r), fmt(r.serverCpuPct),
+        fmt(r.loadgenCpuPct), fmt(r.otherCpuPct)]);
     }
   }
   return table(['peer', 'in flight', 'cmd/s', 'cmd/s vs relay', 'p50 ms', 'p95 ms', 'p99 ms',
-    'p99 vs relay', 'errors', 'server µs/cmd', 'µs/cmd vs relay', 'Redis calls/cmd (top 3)',
-    'server CPU %', 'loadgen CPU %', 'other CPU %'], rows);
+    'p99 vs relay', 'errors', 'server µs/cmd', 'µs/cmd vs relay',
+    'Redis cmds/cmd, all incl. in scripts (top 3)', 'Redis script calls/cmd',
+    'Redis round trips/cmd', 'server CPU %', 'loadgen CPU %', 'other CPU %'], rows);
 }
 
 // uvloop runs callbacks from C, so a coroutine's sampled stack starts at its own frame; these
@@ -110,6 +137,14 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
   out.push('Ratios are to the Node socket.io relay (peer 3). Latency is client emit to `result`. '
     + 'CPU % is of one core; "other" is CPU used on the machine by anything but the peer and '
     + 'the load generator during the step (plus steal): high values mean a disturbed step.');
+  out.push(`Every value is one step's run: with ${rounds} round(s), the run with the median cmd/s `
+    + '(W1, W2) or conn/s (W3) over the rounds, so a row stays self-consistent. '
+    + 'Redis per command (INFO of the peer\'s Redis over the measured window, divided by the '
+    + 'commands completed): "all" is INFO commandstats, which counts every command Redis ran, '
+    + 'the ones a script or function runs (redis.call) and the ones inside MULTI/EXEC included, '
+    + 'besides the EVALSHA/FCALL/MULTI/EXEC themselves; "script calls" are the EVAL*/FCALL* among '
+    + 'them; "round trips" are the reads of client sockets (INFO stats total_reads_processed): '
+    + 'one per request, or per pipeline that arrives at once.');
 
   const byGroup = (g) => steps.filter((s) => s.group === g).map((s) => s.id);
   const w1 = steps.find((s) => s.group === 'w1');
@@ -125,12 +160,18 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
   const idle = steps.find((s) => s.group === 'idle');
   if (idle) {
     out.push('', `## W3 idle connections: ${idle.connections}, ${idle.concurrency} handshakes at a time`, '');
+    out.push('Measured on fresh processes in every round: the peer (its Redis included) is started '
+      + 'anew before its idle step from round 2 on, so no round reads memory on a heap that '
+      + 'earlier steps grew. KiB per idle conn is the growth of the server\'s RSS (every process, '
+      + 'Node garbage-collected before both readings) divided by the connections.', '');
     const ref = median(results[REF]?.idle, 'connPerSec');
     out.push(table(['peer', 'conn/s', 'conn/s vs relay', 'KiB per idle conn', 'KiB vs relay',
-      'failures', 'server µs/conn'], peerIds.map((id) => median(results[id].idle, 'connPerSec'))
+      'failures', 'server µs/conn', 'KiB per idle conn, each round'],
+    peerIds.map((id) => median(results[id].idle, 'connPerSec'))
       .map((r, i) => [LABELS[peerIds[i]], fmt(r?.connPerSec), ratio(r?.connPerSec, ref?.connPerSec),
         fmt(r?.kibPerConn, 1), ratio(r?.kibPerConn, ref?.kibPerConn), r?.failures ?? 'n/a',
-        fmt(r?.serverCpuUsPerConn)])));
+        fmt(r?.serverCpuUsPerConn),
+        (results[peerIds[i]].idle ?? []).map((x) => fmt(x.kibPerConn, 1)).join(' / ') || 'n/a'])));
   }
   const soak = steps.find((s) => s.group === 'soak');
   if (soak) {
@@ -145,35 +186,78 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
       })));
   }
 
-  // Which process of each peer spends the CPU, at the W2 step with the most commands in flight.
-  const last = byGroup('w2').at(-1);
-  if (last) {
-    const step = steps.find((s) => s.id === last);
-    out.push('', `## Server CPU µs per command by process (W2, ${step.clients * step.inflight} in flight)`,
-      '');
-    out.push(table(['peer', 'processes (µs per command)'], peerIds.map((id) => {
-      const r = median(results[id]?.[last], 'cmdPerSec');
-      const parts = Object.entries(r?.cpuUsPerCmdByProcess ?? {})
-        .map(([name, us]) => `${name.replace(`${id}-`, '')} ${fmt(us)}`);
-      return [LABELS[id], parts.join(', ') || 'n/a'];
-    })));
+  // Which process of each peer spends the CPU, at the peer's peak W2 step.
+  const w2Ids = byGroup('w2');
+  const stepOf = (stepId) => steps.find((s) => s.id === stepId);
+  const inflightAt = (p) => (p ? stepOf(p.stepId).clients * stepOf(p.stepId).inflight : 'n/a');
+  const peak = (id) => peakOf(results, id, w2Ids);
+  if (w2Ids.length) {
+    out.push('', '## Server CPU µs per command by process, at each peer\'s peak (W2)', '');
+    out.push(table(['peer', 'in flight at peak', 'server µs/cmd', 'processes (µs per command)'],
+      peerIds.map((id) => {
+        const p = peak(id);
+        return [LABELS[id], inflightAt(p), fmt(p?.run.serverCpuUsPerCmd), byProcess(id, p?.run)];
+      })));
   }
 
   // Summary: peak closed-loop throughput is the headline number.
-  const peak = (id) => {
-    const runs = byGroup('w2').map((s) => median(results[id]?.[s], 'cmdPerSec')).filter(Boolean);
-    return runs.sort((a, b) => b.cmdPerSec - a.cmdPerSec)[0] ?? null;
-  };
-  const refPeak = peak(REF);
+  const refPeak = peak(REF)?.run;
   out.push('', '## Summary', '');
-  out.push(table(['peer', 'peak cmd/s (W2)', 'vs relay', 'p99 at peak ms', 'W1 p50 ms',
-    'server µs/cmd at peak', 'KiB per idle conn', 'conn/s'], peerIds.map((id) => {
-    const p = peak(id);
+  out.push(`Peak: the W2 step with the highest cmd/s (median over ${rounds} round(s)); CPU, p99 `
+    + 'and Redis columns are from that step. Redis columns as in the W1/W2 tables.', '');
+  out.push(table(['peer', 'peak cmd/s (W2)', 'vs relay', 'in flight at peak', 'p99 at peak ms',
+    'server µs/cmd at peak', 'by process', 'W1 p50 ms', 'Redis cmds/cmd at peak, all',
+    'Redis script calls/cmd', 'Redis round trips/cmd', 'KiB per idle conn (fresh)', 'conn/s'],
+  peerIds.map((id) => {
+    const pk = peak(id);
+    const p = pk?.run;
     const w1r = median(results[id].w1, 'cmdPerSec');
     const ir = median(results[id].idle, 'connPerSec');
-    return [LABELS[id], fmt(p?.cmdPerSec), ratio(p?.cmdPerSec, refPeak?.cmdPerSec), fmt(p?.p99, 2),
-      fmt(w1r?.p50, 2), fmt(p?.serverCpuUsPerCmd), fmt(ir?.kibPerConn, 1), fmt(ir?.connPerSec)];
+    return [LABELS[id], fmt(p?.cmdPerSec), ratio(p?.cmdPerSec, refPeak?.cmdPerSec),
+      inflightAt(pk), fmt(p?.p99, 2), fmt(p?.serverCpuUsPerCmd), byProcess(id, p), fmt(w1r?.p50, 2),
+      p?.redisPerCmd && Object.keys(p.redisPerCmd).length ? fmt(p.redisCmdsPerCmd, 1) : '-',
+      redisScripts(p), redisTrips(p), fmt(ir?.kibPerConn, 1), fmt(ir?.connPerSec)];
   })));
+
+  // A candidate against its baseline, same run, step by step.
+  const pairs = [['hub-aio', 'all-in-one'], ['hub-services', 'services (Redis)']]
+    .filter(([id]) => peerIds.includes(id) && peerIds.includes(`${id}-candidate`));
+  if (pairs.length) {
+    out.push('', '## Candidate against baseline', '');
+    out.push(`Baseline: ${info.hubSource}. Candidate: ${info.candidate}. Same run, each candidate `
+      + `interleaved right after its baseline; median over ${rounds} round(s). On this shared `
+      + 'machine single steps move by up to ~20 % between two runs of the same code: trust a '
+      + 'change seen at most steps, in server µs/cmd first, and use --rounds 3 for a decision.', '');
+    const rows = [];
+    for (const [id, mode] of pairs) {
+      for (const stepId of [...byGroup('w1'), ...w2Ids]) {
+        const a = median(results[id][stepId], 'cmdPerSec');
+        const b = median(results[`${id}-candidate`][stepId], 'cmdPerSec');
+        if (!a || !b) continue;
+        const step = stepOf(stepId);
+        rows.push([mode, `${step.group.toUpperCase()} ${step.clients * step.inflight}`,
+          change(a.cmdPerSec, b.cmdPerSec), change(a.serverCpuUsPerCmd, b.serverCpuUsPerCmd),
+          change(a.p50, b.p50, 2), change(a.p99, b.p99, 2),
+          a.redisPerCmd && Object.keys(a.redisPerCmd).length
+            ? change(a.redisCmdsPerCmd, b.redisCmdsPerCmd, 1) : '-',
+          a.redisPerCmd && Object.keys(a.redisPerCmd).length
+            ? change(a.redisReadsPerCmd, b.redisReadsPerCmd, 1) : '-',
+          `${a.errorCount} → ${b.errorCount}`, `${fmt(a.otherCpuPct)} / ${fmt(b.otherCpuPct)}`]);
+      }
+    }
+    out.push(table(['mode', 'step (in flight)', 'cmd/s', 'server µs/cmd', 'p50 ms', 'p99 ms',
+      'Redis cmds/cmd, all', 'Redis round trips/cmd', 'errors', 'other CPU % (base / cand)'],
+    rows));
+    const idleRows = pairs.map(([id, mode]) => [id, mode, median(results[id].idle, 'connPerSec'),
+      median(results[`${id}-candidate`].idle, 'connPerSec')]).filter(([, , a, b]) => a && b)
+      .map(([, mode, a, b]) => [mode, change(a.connPerSec, b.connPerSec),
+        change(a.serverCpuUsPerConn, b.serverCpuUsPerConn), change(a.kibPerConn, b.kibPerConn, 1),
+        `${a.failures} → ${b.failures}`]);
+    if (idleRows.length) {
+      out.push('', table(['mode (W3, fresh processes)', 'conn/s', 'server µs/conn',
+        'KiB per idle conn', 'failures'], idleRows));
+    }
+  }
 
   for (const { peer, files } of profiles) {
     for (const { name, file, rate, seconds, cpuSeconds } of files) {
@@ -189,8 +273,12 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
     }
   }
 
-  const hubPeak = peak('hub-services');
-  const line = hubPeak && refPeak ? (hubPeak.cmdPerSec / refPeak.cmdPerSec).toFixed(2) : 'n/a';
-  out.push('', `ratio hub-services/node-relay throughput: ${line}`, '');
+  // The last two lines, always, in this order (n/a when a peer was left out).
+  const line = (id) => {
+    const p = peak(id)?.run;
+    return p && refPeak?.cmdPerSec ? (p.cmdPerSec / refPeak.cmdPerSec).toFixed(2) : 'n/a';
+  };
+  out.push('', `ratio hub-all-in-one/node-relay throughput: ${line('hub-aio')}`,
+    `ratio hub-services/node-relay throughput: ${line('hub-services')}`, '');
   return out.join('\n');
 }

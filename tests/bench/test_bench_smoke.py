@@ -3,7 +3,8 @@
 Runs `bench/run.mjs --profile smoke`: all four peers (hub all-in-one, hub services over Redis, the
 Node relay, the raw stream relay) on a tiny workload. It checks the report's shape, that every peer
 completed commands without errors, and that every process the harness started is gone afterwards.
-It never asserts on speed.
+A second run covers a before/after (`--baseline HEAD --candidate DIR`) over two rounds, in which
+every peer is restarted before its second idle step. It never asserts on speed.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def _node_modules() -> None:
         )
 
 
-@pytest.mark.timeout(300)
-def test_bench_smoke(tmp_path: Path) -> None:
+def _bench(out: Path, *args: str) -> str:
+    """Runs the harness on the smoke profile; returns its report (stdout)."""
     _node_modules()
     run = subprocess.run(
-        ["node", str(BENCH / "run.mjs"), "--profile", "smoke", "--out", str(tmp_path)],
+        ["node", str(BENCH / "run.mjs"), "--profile", "smoke", "--out", str(out), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -48,10 +49,30 @@ def test_bench_smoke(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr[-4000:]
-    report = run.stdout
-    lines = report.strip().splitlines()
+    return run.stdout
+
+
+def _ratio_lines(lines: list[str]) -> None:
+    """The last two lines are the two throughput ratios, and no other line starts with "ratio "."""
+    assert re.fullmatch(r"ratio hub-all-in-one/node-relay throughput: \d+\.\d\d", lines[-2])
     assert re.fullmatch(r"ratio hub-services/node-relay throughput: \d+\.\d\d", lines[-1])
-    assert sum(line.startswith("ratio ") for line in lines) == 1
+    assert sum(line.startswith("ratio ") for line in lines) == 2
+
+
+def _all_stopped(out: Path, count: int) -> None:
+    (run_dir,) = out.iterdir()
+    started = (run_dir / "logs" / "pids.txt").read_text().split("\n")
+    pids = [int(line.split()[0]) for line in started if line]
+    assert len(pids) == count
+    alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+    assert not alive, f"bench left processes running: {alive}"
+
+
+@pytest.mark.timeout(300)
+def test_bench_smoke(tmp_path: Path) -> None:
+    report = _bench(tmp_path)
+    lines = report.strip().splitlines()
+    _ratio_lines(lines)
     for title in (
         "## W1 latency floor",
         "## W2 closed loop",
@@ -69,12 +90,46 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert idle[5] == "0", idle  # idle connection failures
         assert re.search(r"\d", by_process[1]), by_process
     hub_rows = [line.split(" | ") for line in lines if line.startswith("| hub services (Redis) | ")]
-    redis_calls = [row[11] for row in hub_rows[:2]]  # W1 and W2: Redis commands per command
-    assert all(re.match(r"\d+\.\d \(", cell) for cell in redis_calls), redis_calls
+    for row in hub_rows[:2]:  # W1 and W2
+        assert re.match(r"\d+\.\d \(", row[11]), row  # Redis commands per command, all
+        assert re.fullmatch(r"\d+\.\d", row[12]), row  # of which script/function calls
+        assert float(row[13]) > 0, row  # client round trips per command
 
-    (run_dir,) = tmp_path.iterdir()
-    started = (run_dir / "logs" / "pids.txt").read_text().split("\n")
-    pids = [int(line.split()[0]) for line in started if line]
-    assert len(pids) == 11  # hub-aio 1, hub-services Redis + 3, each relay Redis + 2
-    alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
-    assert not alive, f"bench left processes running: {alive}"
+    _all_stopped(tmp_path, 11)  # hub-aio 1, hub-services Redis + 3, each relay Redis + 2
+
+
+@pytest.mark.timeout(300)
+def test_bench_candidate_rounds(tmp_path: Path) -> None:
+    """A before/after in one run, two rounds: HEAD's services/ against a copy of it."""
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    tree = tmp_path / "candidate"
+    tree.mkdir()
+    subprocess.run(
+        f"git archive HEAD services | tar -x -C {tree}", shell=True, cwd=ROOT, check=True
+    )
+    out = tmp_path / "out"
+    report = _bench(
+        out,
+        "--rounds",
+        "2",
+        "--peers",
+        "hub-aio,node-relay",
+        "--baseline",
+        "HEAD",
+        "--candidate",
+        str(tree),
+    )
+    lines = report.strip().splitlines()
+    assert re.fullmatch(r"ratio hub-all-in-one/node-relay throughput: \d+\.\d\d", lines[-2])
+    assert lines[-1] == "ratio hub-services/node-relay throughput: n/a"  # left out
+    assert "## Candidate against baseline" in report
+    rows = [line.split(" | ") for line in lines if line.startswith("| all-in-one | ")]
+    steps, idle_row = rows[:-1], rows[-1]
+    assert [row[1] for row in steps] == ["W1 1", "W2 8"], rows
+    for row in steps:
+        assert row[8] == "0 → 0", row  # errors, baseline → candidate
+    assert idle_row[4] == "0 → 0 |", idle_row  # W3 failures
+    idle = [line.split(" | ") for line in lines if line.startswith("| candidate hub all-in-one | ")]
+    assert len(idle[2][7].split(" / ")) == 2, idle[2]  # W3: one memory reading per round
+    _all_stopped(out, 10)  # (hub-aio 1, its candidate 1, node relay Redis + 2) x 2 rounds
