@@ -227,6 +227,17 @@ def session_affinity_key(tenant: str, session_id: str) -> str:
     return f"session-ext:{tenant}:{session_id}"
 
 
+def sessions_owned_key(tenant: str, subject: str) -> str:
+    """Schedule of the session ids a principal created, by expiry (epoch ms): its cap count."""
+    return f"sessions-owned:{tenant}:{subject}"
+
+
+def sessions_held_key(tenant: str) -> str:
+    """Schedule of every session id of a tenant, by expiry (epoch ms): the tenant's cap count,
+    and what the expiry sweep walks to clean up a session's leftover keys."""
+    return f"sessions-held:{tenant}"
+
+
 def channel_stream(tenant: str, channel: str) -> str:
     """A channel's messages; the entry id is the message offset, the stream its history."""
     return f"chan:{tenant}:{channel}"
