@@ -21,7 +21,7 @@ from semantest import protocol as p
 from semantest.bus.base import Bus, Delivery, Message
 from semantest.config import Settings
 from semantest.credentials import Verifier
-from semantest.gateway import codec, events, limits, revocations
+from semantest.gateway import codec, engine, events, limits, revocations
 from semantest.gateway.channels import Channels
 from semantest.gateway.connections import Connection, Connections
 from semantest.gateway.sessions import Sessions
@@ -75,9 +75,11 @@ class GatewaySockets:
         self.running: dict[tuple[str, str, str], tuple[Message, Message]] = {}
         self.status = StatusReport(bus.store, self.connections)
         cors = settings.effective_cors
-        self.sio = socketio.AsyncServer(
+        self.sio = engine.HubServer(
+            settings,
             async_mode="aiohttp",
-            serializer=codec.packet_class(settings.websocket.max_payload),
+            serializer=codec.packet_class(settings.websocket.max_payload,
+                                          settings.websocket.max_depth),
             cors_allowed_origins=(cors.origin if cors else "*"),
             cors_credentials=bool(cors and cors.credentials),
             ping_interval=settings.websocket.ping_interval / 1000,
