@@ -232,6 +232,23 @@ def test_handshakes_with_arbitrary_auth_objects(fuzzer: Fuzzer, auth: Any) -> No
         REFUSED["(handshake)"] += 1
 
 
+@FUZZ
+@given(depth=st.integers(1, 80), lists=st.lists(st.booleans(), min_size=80, max_size=80),
+       leaf=st.none() | st.integers() | st.text(max_size=12))
+def test_nesting_beyond_the_limit(fuzzer: Fuzzer, depth: int, lists: list[bool],
+                                  leaf: Any) -> None:
+    """A command nested `depth` levels below its `data` (lists and objects mixed) is refused
+    with VALIDATION_FAILED naming websocket.maxDepth (32 by default) exactly when too deep."""
+    value = leaf
+    for as_list in lists[:depth]:
+        value = [value] if as_list else {"k": value}
+    answer, _ = fuzzer.send("client", "command", {"type": "CLICK", "data": value})
+    error = answer.get("error") or {} if isinstance(answer, dict) else {}
+    refused_for_depth = error.get("code") == "VALIDATION_FAILED" and "maxDepth" in str(
+        error.get("message"))
+    assert refused_for_depth == (depth + 1 > 32), (depth, answer)
+
+
 def test_zz_bystanders_are_untouched(fuzzer: Fuzzer, record_property: Callable[..., None]
                                      ) -> None:
     """Runs last in the module: after every fuzzing test, the bystanders still work."""
