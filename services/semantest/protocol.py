@@ -76,10 +76,6 @@ class Principal:
 
 # --- bus streams -------------------------------------------------------------------------
 
-COMMANDS = "commands"
-"""Work for the routers: commands, cancels, extension reports and presence changes."""
-ROUTER_GROUP = "routers"
-
 AUTH_REQUESTS = "auth:requests"
 """HTTP requests for /auth/* forwarded by gateways; the auth group answers in the caller's inbox."""
 AUTH_GROUP = "auth"
@@ -100,14 +96,6 @@ def gateway_inbox(gateway_id: str) -> str:
     """Deliveries for the sockets of one gateway process."""
     return f"gw:{gateway_id}"
 
-
-# Message kinds carried on COMMANDS.
-KIND_COMMAND = "command"
-KIND_CANCEL = "cancel"
-KIND_PROGRESS = "progress"
-KIND_RESULT = "result"
-KIND_EXTENSION_UP = "extension.up"
-KIND_EXTENSION_DOWN = "extension.down"
 
 # Message kinds carried on gateway inboxes.
 DELIVER_TO_SOCKET = "socket"
@@ -168,20 +156,39 @@ def extensions_index(tenant: str) -> str:
     return f"exts:{tenant}"
 
 
-def extension_load_key(tenant: str, extension_id: str) -> str:
-    return f"inflight:{tenant}:{extension_id}"
-
-
 def extension_commands_key(tenant: str, extension_id: str) -> str:
+    """The commands an extension holds now (its load is the set's size)."""
     return f"extcmds:{tenant}:{extension_id}"
 
 
-def queue_key(tenant: str) -> str:
-    return f"queue:{tenant}"
+def extension_owner_key(tenant: str, extension_id: str) -> str:
+    """The subject that registered an extension id: kept while it is connected and for its
+    grace period, so no other principal can take the id over."""
+    return f"ext-owner:{tenant}:{extension_id}"
 
 
-def tenant_in_flight_key(tenant: str) -> str:
-    return f"stats:inflight:{tenant}"
+def queue_key(tenant: str, command_type: str) -> str:
+    """Commands of one type waiting for a capable extension, by acceptance time."""
+    return f"queue:{tenant}:{command_type}"
+
+
+def queued_types_key(tenant: str) -> str:
+    return f"queue-types:{tenant}"
+
+
+def queued_by_key(tenant: str) -> str:
+    """Hash: subject → how many of its commands wait (the per-principal cap)."""
+    return f"queued-by:{tenant}"
+
+
+def tenant_stats_key(tenant: str) -> str:
+    """Hash: `inflight` (commands not ended) and `queued`, for `status`."""
+    return f"stats:{tenant}"
+
+
+def gateway_extensions_key(gateway_id: str) -> str:
+    """The `[tenant, extension id]` registered on a gateway (to bury with it)."""
+    return f"gw-exts:{gateway_id}"
 
 
 def revoked_token_key(jti: str) -> str:
@@ -249,15 +256,16 @@ def channel_gateways_key(tenant: str, channel: str) -> str:
 
 
 DEADLINES = "deadlines"
-"""Scheduled set of `tenant\x1fcommand id` by deadline (epoch ms)."""
-BUSY_EXTENSIONS = "busy-exts"
-"""`tenant\x1fextension id` of extensions that were given work: swept for vanished gateways."""
+"""Sorted set of `[tenant, command id]` (JSON) by deadline (epoch ms)."""
 GRACE = "grace"
-"""Scheduled set of `tenant\x1fextension id` by the end of its reconnect grace period."""
+"""Sorted set of `[tenant, extension id]` (JSON) by the end of its reconnect grace period."""
+GATEWAYS = "gateways"
+"""Sorted set of gateway ids by their last heartbeat (epoch ms)."""
 
 
 def pair(*parts: str) -> str:
-    """Several names in one set or schedule member (unit separator between them)."""
+    """Several names in one set member (unit separator between them): only for names the hub
+    makes itself or has validated (gateway ids, socket ids, permissions)."""
     return "\x1f".join(parts)
 
 

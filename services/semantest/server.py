@@ -22,7 +22,7 @@ from aiohttp import web
 from semantest import protocol as p
 from semantest.auth import app as auth_app
 from semantest.auth.passwords import hash_password
-from semantest.bus import Bus, open_bus
+from semantest.bus import Bus, Policy, open_bus
 from semantest.config import ConfigError, Cors, Settings, load_settings, masked
 from semantest.gateway import app as gateway_app
 from semantest.router import app as router_app
@@ -65,6 +65,13 @@ class Health:
         return _json(body, 200 if reachable else 503)
 
 
+def ledger_policy(settings: Settings) -> Policy:
+    commands = settings.commands
+    return Policy(retention_ms=commands.retention, max_result_bytes=commands.max_result_bytes,
+                  channel_history=settings.channels.history, grace_ms=commands.extension_grace,
+                  max_queued=commands.max_queued_per_principal)
+
+
 def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Application:
     """One application running `roles` over `bus`."""
     metrics: Metrics = create_metrics()
@@ -76,13 +83,14 @@ def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Applica
         await bus.aclose()
 
     app.cleanup_ctx.append(close_bus)  # first in, last out: the bus outlives every role
+    ledger = bus.ledger(ledger_policy(settings))
     gateway = None
     if "gateway" in roles:
-        gateway = gateway_app.Gateway(settings, bus, metrics)
+        gateway = gateway_app.Gateway(settings, bus, ledger, metrics)
         gateway.routes(app)
         app.cleanup_ctx.append(lambda _: gateway_app.component(settings, bus, metrics, gateway))
     if "router" in roles:
-        app.cleanup_ctx.append(lambda _: router_app.component(settings, bus, metrics))
+        app.cleanup_ctx.append(lambda _: router_app.component(ledger, metrics))
     if "auth" in roles:
         app.cleanup_ctx.append(lambda _: auth_app.component(settings, bus, metrics))
     health = Health(bus, gateway.connection_counts if gateway else None)

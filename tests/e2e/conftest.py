@@ -77,8 +77,11 @@ class Peer:
 
 async def connect(url: str, auth: dict[str, Any] | None = None,
                   headers: dict[str, str] | None = None, transport: str = "websocket",
-                  handlers: dict[str, Callable[[Any], Any]] | None = None) -> Peer:
-    peer = Peer(handlers)
+                  handlers: dict[str, Callable[[Any], Any]] | None = None,
+                  peer: Peer | None = None) -> Peer:
+    """Connect a new peer (or `peer`, whose handlers may need to know it before it connects:
+    work can arrive the moment the connection is accepted)."""
+    peer = peer or Peer(handlers)
     await peer.sio.connect(url, auth=auth, headers=headers or {}, transports=[transport],
                            wait_timeout=10)
     return peer
@@ -126,8 +129,8 @@ async def peers() -> AsyncIterator[list[Peer]]:
 
 
 async def extension(url: str, peers: list[Peer], auth: dict[str, Any], **options: Any) -> Peer:
-    holder: list[Peer] = []
-    peer = await connect(url, auth=auth, handlers=extension_runner(holder, **options))
-    holder.append(peer)
+    peer = Peer()
+    peer.handlers = extension_runner([peer], **options)
+    await connect(url, auth=auth, peer=peer)
     peers.append(peer)
     return peer

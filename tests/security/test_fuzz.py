@@ -103,11 +103,11 @@ class Fuzzer:
         self.extension = self.run(connect(hub.url, auth={
             "apiKey": KEY, "role": "extension", "extensionId": "fuzz-ext"},
             handlers={"command": lambda command: KNOWN["id"].append(command["id"])}))
-        holder: list[Peer] = []
-        self.bystander_ext = self.run(connect(hub.url, handlers=extension_runner(holder), auth={
+        self.bystander_ext = Peer()
+        self.bystander_ext.handlers = extension_runner([self.bystander_ext])
+        self.run(connect(hub.url, peer=self.bystander_ext, auth={
             "apiKey": KEY, "role": "extension", "extensionId": "bystander",
             "capabilities": ["BYSTANDER"]}))
-        holder.append(self.bystander_ext)
         self.bystander = self.run(connect(hub.url, auth={"apiKey": KEY}))
         session = self.run(self.client.call("session:create", {"name": "fuzz",
                                                                 "persistent": True}))

@@ -1,6 +1,7 @@
 """The bus between services, chosen by URL: `memory://` in process, `redis://` over streams."""
 
 from semantest.bus.base import Bus, Delivery, Message, Store
+from semantest.bus.ledger import Ledger, Policy
 
 
 def open_bus(url: str, password: str | None = None, prefix: str = "semantest:") -> Bus:
@@ -8,7 +9,7 @@ def open_bus(url: str, password: str | None = None, prefix: str = "semantest:") 
     if url.startswith("memory://"):
         from semantest.bus.memory import InProcessBus
 
-        return InProcessBus()
+        return InProcessBus(codec="codec=1" in url)
     if url.startswith(("redis://", "rediss://")):
         from semantest.bus.redis_streams import RedisStreamsBus
 
@@ -16,4 +17,4 @@ def open_bus(url: str, password: str | None = None, prefix: str = "semantest:") 
     raise ValueError(f"redis.url {url!r}: expected memory://, redis:// or rediss://")
 
 
-__all__ = ["Bus", "Delivery", "Message", "Store", "open_bus"]
+__all__ = ["Bus", "Delivery", "Ledger", "Message", "Policy", "Store", "open_bus"]

@@ -1,7 +1,8 @@
-"""The bus contract: streams of messages between services, and the shared state store.
+"""The bus contract: streams of messages between services, the shared state store, and the
+command ledger (semantest.bus.ledger), whose operations are atomic on every backend.
 
-A backend only does I/O. Messages are dicts encoded once with orjson into one field, on every
-backend, so the in-process bus cannot hide a serialization bug that Redis would show.
+A backend only does I/O. On Redis a message is a dict encoded once with orjson into one field;
+in process it passes as the object itself (or through the codec, in the test mode).
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from semantest.bus.ledger import Ledger, Policy
 
 Message = dict[str, Any]
 
@@ -28,6 +32,12 @@ def decode(data: bytes | str) -> Message:
     if not isinstance(value, dict):
         raise ValueError("bus message is not an object")
     return value
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (`<ms>-<seq>`) as a comparable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms or 0), int(seq or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +117,15 @@ class Bus(abc.ABC):
         """Append and return the entry id; `maxlen` trims the stream approximately."""
 
     @abc.abstractmethod
-    def consume(self, stream: str, group: str, consumer: str) -> AsyncIterator[list[Delivery]]:
-        """Work queue: each entry goes to one consumer of the group; unacked ones come back."""
+    def consume(self, stream: str, group: str, consumer: str,
+                start: str = "$") -> AsyncIterator[list[Delivery]]:
+        """Work queue: each entry goes to one consumer of the group; unacked ones come back.
+
+        A group made by this call starts after `start` (`$`: only new entries)."""
+
+    @abc.abstractmethod
+    def ledger(self, policy: Policy) -> Ledger:
+        """The command ledger on this bus (semantest.bus.ledger)."""
 
     @abc.abstractmethod
     def tail(self, stream: str, after: str = "$") -> AsyncIterator[list[Delivery]]:

@@ -1,7 +1,9 @@
 """The in-process bus: the all-in-one default, with the same semantics as Redis streams.
 
 Everything lives in this process's memory, so there are no dead consumers to claim from; an
-unacked entry is handed out again only when its consumer's iterator is closed.
+unacked entry is handed out again only when its consumer's iterator is closed. Messages pass as
+objects: nothing on the hot path is encoded. `memory://?codec=1` encodes and decodes every
+message as the Redis bus does, so a test can show that everything sent survives the wire.
 """
 
 from __future__ import annotations
@@ -13,32 +15,37 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from semantest.bus.base import MAXLEN, Bus, Delivery, Message, Store, decode, encode
+from semantest.bus.base import (
+    MAXLEN,
+    Bus,
+    Delivery,
+    Message,
+    Store,
+    decode,
+    encode,
+    entry_key,
+)
+from semantest.bus.ledger import Ledger, Policy
 
 READ_BATCH = 256
-
-
-def _entry_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass
 class _Group:
     last: tuple[int, int] = (0, 0)
-    pending: dict[str, bytes] = field(default_factory=dict)
-    returned: deque[tuple[str, bytes]] = field(default_factory=deque)
+    pending: dict[str, object] = field(default_factory=dict)
+    returned: deque[tuple[str, object]] = field(default_factory=deque)
 
 
 @dataclass
 class _Stream:
     keys: list[tuple[int, int]] = field(default_factory=list)
-    datas: list[bytes] = field(default_factory=list)
+    datas: list[object] = field(default_factory=list)
     last: tuple[int, int] = (0, 0)
     groups: dict[str, _Group] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def append(self, data: bytes, maxlen: int) -> str:
+    def append(self, data: object, maxlen: int) -> str:
         ms = int(time.time() * 1000)
         key = (ms, 0) if ms > self.last[0] else (self.last[0], self.last[1] + 1)
         self.last = key
@@ -53,7 +60,7 @@ class _Stream:
         self.changed = asyncio.Event()
         return f"{key[0]}-{key[1]}"
 
-    def after(self, key: tuple[int, int], count: int) -> list[tuple[str, bytes]]:
+    def after(self, key: tuple[int, int], count: int) -> list[tuple[str, object]]:
         start = bisect.bisect_right(self.keys, key)
         return [
             (f"{k[0]}-{k[1]}", data)
@@ -136,6 +143,10 @@ class InProcessStore(Store):
         self._sets.get(key, set()).difference_update(members)
 
     async def members(self, key: str) -> set[str]:
+        return self.members_now(key)
+
+    def members_now(self, key: str) -> set[str]:
+        """`members`, for the ledger's synchronous steps."""
         return set(self._sets.get(key, ()))
 
     async def schedule(self, key: str, member: str, at: float, keep: bool = False) -> None:
@@ -155,10 +166,31 @@ class InProcessStore(Store):
 
 
 class InProcessBus(Bus):
-    def __init__(self) -> None:
+    def __init__(self, codec: bool = False) -> None:
         self.store = InProcessStore()
         self._streams: dict[str, _Stream] = {}
         self._closed = False
+        self._codec = codec
+
+    def ledger(self, policy: Policy) -> Ledger:
+        from semantest.bus.ledger_memory import MemoryLedger
+
+        return MemoryLedger(self, policy)
+
+    def encoded(self, message: Message) -> bytes:
+        return encode(message)
+
+    def append(self, stream: str, message: Message, maxlen: int = MAXLEN) -> str:
+        """`publish`, for the ledger's synchronous steps."""
+        return self._stream(stream).append(encode(message) if self._codec else message, maxlen)
+
+    def _message(self, data: object) -> Message:
+        return decode(data) if self._codec else data  # type: ignore[arg-type, return-value]
+
+    def read_position(self, stream: str, group: str) -> tuple[int, int]:
+        """The last entry the group was given (Redis' last-delivered-id)."""
+        members = self._stream(stream).groups.get(group)
+        return members.last if members is not None else (0, 0)
 
     def _stream(self, name: str) -> _Stream:
         return self._streams.setdefault(name, _Stream())
@@ -168,35 +200,36 @@ class InProcessBus(Bus):
         return "embedded"
 
     async def publish(self, stream: str, message: Message, maxlen: int = MAXLEN) -> str:
-        return self._stream(stream).append(encode(message), maxlen)
+        return self.append(stream, message, maxlen)
 
     async def consume(
-        self, stream: str, group: str, consumer: str
+        self, stream: str, group: str, consumer: str, start: str = "$"
     ) -> AsyncIterator[list[Delivery]]:
         state = self._stream(stream)
-        members = state.groups.setdefault(group, _Group(last=state.last))
+        members = state.groups.setdefault(
+            group, _Group(last=state.last if start == "$" else entry_key(start)))
         mine: set[str] = set()
         try:
             while not self._closed:
-                batch: list[tuple[str, bytes]] = []
+                batch: list[tuple[str, object]] = []
                 while members.returned and len(batch) < READ_BATCH:
                     batch.append(members.returned.popleft())
                 if not batch:
                     waiter = state.changed
                     batch = state.after(members.last, READ_BATCH)
                     if batch:
-                        members.last = _entry_key(batch[-1][0])
+                        members.last = entry_key(batch[-1][0])
                     else:
                         await waiter.wait()
                         continue
                 for entry_id, data in batch:
                     members.pending[entry_id] = data
                     mine.add(entry_id)
-                yield [Delivery(stream, entry_id, decode(data)) for entry_id, data in batch]
+                yield [Delivery(stream, entry_id, self._message(data)) for entry_id, data in batch]
                 mine.intersection_update(members.pending)
         finally:
             # Hand what this consumer never acked to the rest of its group.
-            for entry_id in sorted(mine & members.pending.keys(), key=_entry_key):
+            for entry_id in sorted(mine & members.pending.keys(), key=entry_key):
                 members.returned.append((entry_id, members.pending[entry_id]))
             if mine:
                 state.changed.set()
@@ -204,15 +237,15 @@ class InProcessBus(Bus):
 
     async def tail(self, stream: str, after: str = "$") -> AsyncIterator[list[Delivery]]:
         state = self._stream(stream)
-        position = state.last if after == "$" else _entry_key(after)
+        position = state.last if after == "$" else entry_key(after)
         while not self._closed:
             waiter = state.changed
             batch = state.after(position, READ_BATCH)
             if not batch:
                 await waiter.wait()
                 continue
-            position = _entry_key(batch[-1][0])
-            yield [Delivery(stream, entry_id, decode(data)) for entry_id, data in batch]
+            position = entry_key(batch[-1][0])
+            yield [Delivery(stream, entry_id, self._message(data)) for entry_id, data in batch]
 
     async def ack(self, stream: str, group: str, ids: Iterable[str]) -> None:
         members = self._stream(stream).groups.get(group)
@@ -223,8 +256,8 @@ class InProcessBus(Bus):
     async def history(self, stream: str, after: str, count: int) -> list[Delivery]:
         state = self._stream(stream)
         return [
-            Delivery(stream, entry_id, decode(data))
-            for entry_id, data in state.after(_entry_key(after), count)
+            Delivery(stream, entry_id, self._message(data))
+            for entry_id, data in state.after(entry_key(after), count)
         ]
 
     async def ready(self) -> bool:

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from semantest.bus.base import MAXLEN, Bus, Delivery, Message, Store, decode, encode
+from semantest.bus.ledger import Ledger, Policy
 
 log = logging.getLogger("semantest.bus")
 
@@ -44,7 +45,7 @@ class AutoPipeline:
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
-        self._redis = client
+        self.redis = client
         self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -59,7 +60,7 @@ class AutoPipeline:
         await asyncio.sleep(0)
         queued, self._queued, self._flusher = self._queued, [], None
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 for command, args, options, _ in queued:
                     getattr(pipe, command)(*args, **options)
                 replies = await pipe.execute(raise_on_error=False)
@@ -76,7 +77,7 @@ class AutoPipeline:
 
 class RedisStore(Store):
     def __init__(self, client: aioredis.Redis, pipeline: AutoPipeline, prefix: str) -> None:
-        self._redis = client
+        self.redis = client
         self._call = pipeline.call
         self._prefix = prefix
 
@@ -113,7 +114,7 @@ class RedisStore(Store):
 
     async def hit(self, key: str, window_ms: int) -> tuple[int, int]:
         name = self._k(key)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(name, 0, px=window_ms, nx=True)  # opens the window with its expiry
             pipe.incr(name)
             pipe.pttl(name)
@@ -150,11 +151,18 @@ class RedisStreamsBus(Bus):
     def __init__(self, url: str, password: str | None = None, prefix: str = "semantest:") -> None:
         self._url = url
         self._password = password
-        self._prefix = prefix
-        self._redis = self._client()
-        self._pipeline = AutoPipeline(self._redis)
-        self.store = RedisStore(self._redis, self._pipeline, prefix)
+        self.prefix = prefix
+        self.redis = self._client()
+        self._pipeline = AutoPipeline(self.redis)
+        self.call = self._pipeline.call
+        """Any Redis command, sent with the others of this loop tick in one round trip."""
+        self.store = RedisStore(self.redis, self._pipeline, prefix)
         self._readers: set[aioredis.Redis] = set()
+
+    def ledger(self, policy: Policy) -> Ledger:
+        from semantest.bus.ledger_redis import RedisLedger
+
+        return RedisLedger(self, policy)
 
     def _client(self, **options: Any) -> aioredis.Redis:
         return aioredis.Redis.from_url(
@@ -167,7 +175,7 @@ class RedisStreamsBus(Bus):
         )
 
     def _k(self, stream: str) -> str:
-        return self._prefix + stream
+        return self.prefix + stream
 
     @property
     def kind(self) -> str:
@@ -190,14 +198,14 @@ class RedisStreamsBus(Bus):
         return out
 
     async def consume(
-        self, stream: str, group: str, consumer: str
+        self, stream: str, group: str, consumer: str, start: str = "$"
     ) -> AsyncIterator[list[Delivery]]:
         key = self._k(stream)
         reader = self._client(single_connection_client=True)
         self._readers.add(reader)
         try:
             try:
-                await self._redis.xgroup_create(key, group, id="$", mkstream=True)
+                await self.redis.xgroup_create(key, group, id=start, mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -246,16 +254,16 @@ class RedisStreamsBus(Bus):
             await self._pipeline.call("xack", self._k(stream), group, *ids)
 
     async def history(self, stream: str, after: str, count: int) -> list[Delivery]:
-        entries = await self._redis.xrange(self._k(stream), min=f"({after}", count=count)
+        entries = await self.redis.xrange(self._k(stream), min=f"({after}", count=count)
         return self._deliveries(stream, entries)
 
     async def ready(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self._redis.ping(), timeout=1.0))
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=1.0))
         except (RedisError, OSError, TimeoutError):
             return False
 
     async def aclose(self) -> None:
         for reader in list(self._readers):
             await reader.aclose()
-        await self._redis.aclose()
+        await self.redis.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,8 @@ import orjson
 from aiohttp import web
 
 from semantest import protocol as p
-from semantest.bus.base import Bus, Message
+from semantest.bus.base import Bus, Message, entry_key
+from semantest.bus.ledger import INBOX_GROUP, Ledger
 from semantest.config import Settings
 from semantest.gateway import limits
 from semantest.gateway.sockets import GatewaySockets
@@ -27,6 +29,11 @@ from semantest.telemetry import Metrics
 log = logging.getLogger("semantest.gateway")
 
 AUTH_REPLY_TIMEOUT_S = 5.0
+HEARTBEAT_S = 5.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def error_response(status: int, code: ErrorCode, message: str) -> web.Response:
@@ -35,11 +42,13 @@ def error_response(status: int, code: ErrorCode, message: str) -> web.Response:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, bus: Bus, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, bus: Bus, ledger: Ledger, metrics: Metrics) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.bus = bus
-        self.sockets = GatewaySockets(settings, bus, metrics, self.id)
+        self.ledger = ledger
+        self.sockets = GatewaySockets(settings, bus, ledger, metrics, self.id)
         self._replies: dict[str, asyncio.Future[Message]] = {}
+        self._last_read: tuple[int, int] = (0, 0)
 
     def connection_counts(self) -> dict[str, int]:
         connections = self.sockets.connections
@@ -82,9 +91,25 @@ class Gateway:
         return web.json_response(reply["body"], status=reply["status"],
                                  dumps=lambda v: orjson.dumps(v).decode())
 
+    async def heartbeat(self) -> None:
+        """Tell the routers this gateway lives; silent too long, its extensions are let go."""
+        while True:
+            try:
+                await self.ledger.heartbeat(self.id, now_ms())
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(HEARTBEAT_S)
+
     async def read_inbox(self) -> None:
-        async for batch in self.bus.tail(self.sockets.inbox, after="0-0"):
+        """Deliveries, acknowledged once handled. An entry seen again (its acknowledgement or
+        the reply that carried it was lost to a Redis hiccup) is dropped: each entry once."""
+        inbox = self.sockets.inbox
+        async for batch in self.bus.consume(inbox, INBOX_GROUP, self.id, start="0"):
             for delivery in batch:
+                position = entry_key(delivery.id)
+                if position <= self._last_read:
+                    continue
+                self._last_read = position
                 message = delivery.message
                 if message.get("t") == p.DELIVER_HTTP_REPLY:
                     future = self._replies.get(message.get("rid", ""))
@@ -95,6 +120,7 @@ class Gateway:
                     await self.sockets.deliver(delivery)
                 except Exception:
                     log.exception("cannot deliver inbox entry %s", delivery.id)
+            await self.bus.ack(inbox, INBOX_GROUP, [delivery.id for delivery in batch])
 
     def routes(self, app: web.Application) -> None:
         self.sockets.sio.attach(app)
@@ -106,9 +132,10 @@ class Gateway:
 @contextlib.asynccontextmanager
 async def component(settings: Settings, bus: Bus, metrics: Metrics,
                     gateway: Gateway) -> AsyncIterator[Gateway]:
-    """Read the inbox and keep the extension registry fresh while the context is open."""
+    """Read the inbox and beat while the context is open."""
+    await gateway.ledger.heartbeat(gateway.id, now_ms())
     tasks = [asyncio.create_task(gateway.read_inbox()),
-             asyncio.create_task(gateway.sockets.refresh_registry()),
+             asyncio.create_task(gateway.heartbeat()),
              asyncio.create_task(gateway.sockets.revocations.watch(bus, gateway.sockets))]
     log.info("gateway %s reading %s", gateway.id, gateway.sockets.inbox)
     try:
@@ -116,6 +143,7 @@ async def component(settings: Settings, bus: Bus, metrics: Metrics,
     finally:
         for sid in list(gateway.sockets.connections.by_sid):
             await gateway.sockets.sio.disconnect(sid)
+        await gateway.ledger.bury(now_ms(), gateway.id)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

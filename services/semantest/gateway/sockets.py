@@ -1,7 +1,9 @@
-"""Socket.IO for clients and extensions: authenticate, validate, and hand work to the bus.
+"""Socket.IO for clients and extensions: authenticate, validate, and hand work to the ledger.
 
 Every event handler answers a bad input with an `error` event (and the ack, when one was asked
-for) and never closes the connection. Deliveries from the routers arrive in this gateway's inbox.
+for) and never closes the connection. A command, a result, a cancel is one ledger operation each
+(semantest.bus.ledger); what they deliver, to sockets here or on other gateways, arrives in this
+gateway's inbox.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from engineio.async_drivers.aiohttp import WebSocket
 
 from semantest import protocol as p
 from semantest.bus.base import Bus, Delivery, Message
+from semantest.bus.ledger import Ended, Ledger, NewCommand
 from semantest.config import Settings
 from semantest.credentials import Verifier
 from semantest.gateway import codec, engine, events, limits, revocations
@@ -34,8 +37,12 @@ log = logging.getLogger("semantest.gateway")
 
 INBOUND = {"direction": "inbound"}
 OUTBOUND = {"direction": "outbound"}
-REGISTRY_TTL_MS = 15_000
-REFRESH_S = 5.0
+CONNECTED_WAIT_TICKS = 1000
+"""Loop turns a delivery waits for its socket's CONNECT to go out (it takes one or two)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class UncompressedWebSocket(WebSocket):
@@ -60,9 +67,11 @@ Handler = Callable[[Connection, Any], Awaitable[Any]]
 
 
 class GatewaySockets:
-    def __init__(self, settings: Settings, bus: Bus, metrics: Metrics, gateway_id: str) -> None:
+    def __init__(self, settings: Settings, bus: Bus, ledger: Ledger, metrics: Metrics,
+                 gateway_id: str) -> None:
         self.settings = settings
         self.bus = bus
+        self.ledger = ledger
         self.metrics = metrics
         self.gateway_id = gateway_id
         self.inbox = p.gateway_inbox(gateway_id)
@@ -73,7 +82,8 @@ class GatewaySockets:
         # Commands this gateway's extensions are running, and where they came from: progress
         # goes straight back to the origin, ahead of the result, which passes the router.
         self.running: dict[tuple[str, str, str], tuple[Message, Message]] = {}
-        self.status = StatusReport(bus.store, self.connections)
+        self._early: set[asyncio.Task[None]] = set()
+        self.status = StatusReport(ledger, self.connections)
         cors = settings.effective_cors
         self.sio = engine.HubServer(
             settings,
@@ -127,15 +137,16 @@ class GatewaySockets:
         except HubError as exc:
             refusal = socketio.exceptions.ConnectionRefusedError(exc.code.value, exc.as_dict())
             raise refusal from None
+        # Known here before the ledger can send it work (or the work would be handed back).
         self.connections.add(connection)
+        if connection.role is Role.EXTENSION and not await self._register(connection):
+            self.connections.remove(sid)
+            raise socketio.exceptions.ConnectionRefusedError(ErrorCode.FORBIDDEN.value, {
+                "code": ErrorCode.FORBIDDEN.value,
+                "message": "this extensionId is registered by another credential"})
         kind = {"type": connection.role.value}
         self.metrics.connections.add(1, kind)
         self.metrics.connections_active.add(1, kind)
-        if connection.role is Role.EXTENSION:
-            await self._register(connection)
-            await self.bus.publish(p.COMMANDS, {
-                "k": p.KIND_EXTENSION_UP, "tenant": connection.principal.tenant,
-                "ext": connection.extension_id})
 
     async def _admit(self, sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Connection:
         await self.limits.connect_attempt(environ)
@@ -164,13 +175,13 @@ class GatewaySockets:
         }
         return Connection(sid, principal, role, extension_id, record)
 
-    async def _register(self, connection: Connection) -> None:
-        tenant, extension_id = connection.principal.tenant, connection.extension_id
+    async def _register(self, connection: Connection) -> bool:
+        """Take the extension id for this connection: False when another principal holds it."""
+        principal, extension_id = connection.principal, connection.extension_id
         assert extension_id is not None
-        await self.bus.store.put(
-            p.extension_key(tenant, extension_id), connection.record, ttl_ms=REGISTRY_TTL_MS
-        )
-        await self.bus.store.add(p.extensions_index(tenant), extension_id)
+        return await self.ledger.register(principal.tenant, extension_id, principal.subject,
+                                          self.gateway_id, connection.sid, connection.record,
+                                          now_ms())
 
     async def on_disconnect(self, sid: str, *_: Any) -> None:
         connection = self.connections.remove(sid)
@@ -182,22 +193,9 @@ class GatewaySockets:
             await self.sessions.detach(connection, session_id)
         if connection.role is Role.EXTENSION and connection.extension_id is not None:
             tenant = connection.principal.tenant
-            key = p.extension_key(tenant, connection.extension_id)
-            record = await self.bus.store.get(key)
-            if record is not None and record.get("sid") == sid:
-                await self.bus.store.delete(key)
-            await self.bus.publish(p.COMMANDS, {
-                "k": p.KIND_EXTENSION_DOWN, "tenant": tenant, "ext": connection.extension_id})
+            await self.ledger.unregister(tenant, connection.extension_id, sid, now_ms())
             for key in [k for k in self.running if k[:2] == (tenant, connection.extension_id)]:
                 del self.running[key]
-
-    async def refresh_registry(self) -> None:
-        """Keep this gateway's extensions alive in the registry (their records expire)."""
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            for connection in list(self.connections.by_sid.values()):
-                if connection.role is Role.EXTENSION:
-                    await self._register(connection)
 
     # --- events ------------------------------------------------------------------------------
 
@@ -275,27 +273,44 @@ class GatewaySockets:
         payload = dict(data)
         payload["id"] = command.id or str(uuid.uuid4())
         payload["timeout"] = timeout
-        payload["deadline"] = int(time.time() * 1000) + timeout
+        accepted = now_ms()
+        payload["accepted"] = accepted
+        payload["deadline"] = accepted + timeout
         principal = connection.principal
-        await self.bus.publish(p.COMMANDS, {
-            "k": p.KIND_COMMAND, "tenant": principal.tenant, "subject": principal.subject,
-            "origin": {"gw": self.gateway_id, "sid": connection.sid},
-            "accepted": int(time.time() * 1000), "cmd": payload})
+        answer = await self.ledger.accept(NewCommand(
+            principal.tenant, principal.subject, {"gw": self.gateway_id, "sid": connection.sid},
+            payload, self._sessions_with(connection, p.READ)))
+        if answer.outcome == "taken":
+            raise HubError(ErrorCode.VALIDATION_FAILED,
+                           "this command id is in use by another sender; use a fresh id")
+        if answer.outcome == "full":
+            raise HubError(ErrorCode.RATE_LIMITED,
+                           f"you have {limits.max_queued_per_principal} commands waiting for an "
+                           "extension (commands.maxQueuedPerPrincipal)")
+        if answer.outcome in ("dispatched", "queued"):
+            self.metrics.commands_in_flight.add(1)
         return {"id": payload["id"], "accepted": True}
+
+    @staticmethod
+    def _sessions_with(connection: Connection, permission: str) -> list[str]:
+        return [session_id for session_id, (_, held) in connection.sessions.items()
+                if permission in held]
+
+    def _ended(self, ended: Ended | None) -> None:
+        if ended is not None:
+            self.metrics.commands_in_flight.add(-1)
+            self.metrics.commands.add(1, {"type": ended.type, "outcome": ended.outcome})
+            self.metrics.command_duration.record(ended.duration_ms / 1000)
 
     async def cancel(self, connection: Connection, data: Any) -> Message:
         cancel = events.parse(events.Cancel, data)
-        await self.bus.publish(p.COMMANDS, {
-            "k": p.KIND_CANCEL, "tenant": connection.principal.tenant, "id": cancel.id,
-            "subject": connection.principal.subject,
-            "origin": {"gw": self.gateway_id, "sid": connection.sid}})
+        principal = connection.principal
+        ended = await self.ledger.cancel(principal.tenant, principal.subject, cancel.id,
+                                         self._sessions_with(connection, p.WRITE), now_ms())
+        if ended is None:  # the same answer whether it never existed or is not yours
+            raise HubError(ErrorCode.VALIDATION_FAILED, "no command with this id is in flight")
+        self._ended(ended)
         return {"id": cancel.id, "accepted": True}
-
-    async def _report(self, connection: Connection, kind: str, data: Message) -> Message:
-        await self.bus.publish(p.COMMANDS, {
-            "k": kind, "tenant": connection.principal.tenant,
-            "ext": connection.extension_id, "data": data})
-        return {"id": data["id"], "accepted": True}
 
     def _running_key(self, connection: Connection, command_id: str) -> tuple[str, str, str]:
         return (connection.principal.tenant, connection.extension_id or "", command_id)
@@ -303,8 +318,11 @@ class GatewaySockets:
     async def progress(self, connection: Connection, data: Any) -> Message:
         report = events.parse(events.Progress, data).model_dump(exclude_none=True)
         running = self.running.get(self._running_key(connection, report["id"]))
-        if running is None:  # e.g. reported after a reconnect: the router knows the origin
-            return await self._report(connection, p.KIND_PROGRESS, report)
+        if running is None:  # e.g. reported after a reconnect: the ledger knows the origin
+            await self.ledger.progress(connection.principal.tenant, connection.extension_id or "",
+                                       connection.sid, report["id"],
+                                       p.progress_event(report, report))
+            return {"id": report["id"], "accepted": True}
         origin, command = running
         event = p.progress_event(command, report)
         await self.outbox.to_socket(origin, "progress", event)
@@ -316,7 +334,10 @@ class GatewaySockets:
     async def result(self, connection: Connection, data: Any) -> Message:
         report = events.parse(events.Result, data).model_dump(exclude_none=True)
         self.running.pop(self._running_key(connection, report["id"]), None)
-        return await self._report(connection, p.KIND_RESULT, report)
+        self._ended(await self.ledger.report(connection.principal.tenant,
+                                             connection.extension_id or "", connection.sid,
+                                             report, now_ms()))
+        return {"id": report["id"], "accepted": True}
 
     async def ping(self, connection: Connection, data: Any) -> Message:
         sent = data.get("timestamp") if isinstance(data, dict) else data
@@ -337,9 +358,13 @@ class GatewaySockets:
         if kind == p.DELIVER_TO_SOCKET:
             sids = message["sids"]
         elif kind == p.DELIVER_TO_EXTENSION:
-            sid = self.connections.extension_sid(message["tenant"], message["ext"])
-            key = (message["tenant"], message["ext"], message["data"]["id"])
-            if message["event"] == "command" and sid is not None and "origin" in message:
+            tenant, extension_id = message["tenant"], message["ext"]
+            sid = self.connections.extension_sid(tenant, extension_id)
+            key = (tenant, extension_id, message["data"]["id"])
+            if message["event"] == "command":
+                if sid is None:  # it left or moved: the ledger sends it where it is now
+                    await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
+                    return
                 self.running[key] = (message["origin"], message["data"])
             elif message["event"] == "cancel":
                 self.running.pop(key, None)
@@ -349,4 +374,18 @@ class GatewaySockets:
         for sid in sids:
             if sid in self.connections.by_sid:
                 self.metrics.messages.add(1, OUTBOUND)
-                await self.sio.emit(message["event"], message["data"], to=sid)
+                if self.sio.manager.is_connected(sid, "/"):
+                    await self.sio.emit(message["event"], message["data"], to=sid)
+                else:  # work sent the moment it registered, before its CONNECT went out
+                    task = asyncio.create_task(self._emit_once_connected(
+                        sid, message["event"], message["data"]))
+                    self._early.add(task)
+                    task.add_done_callback(self._early.discard)
+
+    async def _emit_once_connected(self, sid: str, event: str, data: Message) -> None:
+        for _ in range(CONNECTED_WAIT_TICKS):
+            await asyncio.sleep(0)
+            if self.sio.manager.is_connected(sid, "/"):
+                await self.sio.emit(event, data, to=sid)
+                return
+        log.warning("dropped %s for %s: its connect never completed", event, sid)

@@ -1,7 +1,11 @@
-"""The router role: consumes the commands stream in a group and runs the schedules.
+"""The router role: the clock of the command path.
 
-Messages about one command are handled in order; different commands run concurrently.
-A message that cannot be handled is logged, counted and acknowledged, never retried forever.
+Gateways place commands and record results through the ledger themselves (one atomic step each,
+no hop through a router). What needs a clock runs here: deadlines (TIMEOUT, NO_EXTENSION),
+extensions gone past their grace period (EXTENSION_DISCONNECTED), and gateways that stopped
+beating (their extensions get the grace period of a clean disconnect). Each sweep step is one
+atomic ledger operation, so any number of routers sweep side by side: an entry is ended by
+exactly one of them, and a router that stalls or dies mid-sweep leaves nothing half done.
 """
 
 from __future__ import annotations
@@ -9,86 +13,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections import defaultdict
+import time
 from collections.abc import AsyncIterator
 
-from semantest import protocol as p
-from semantest.bus.base import Bus, Delivery
-from semantest.config import Settings
-from semantest.router.commands import CommandRouter
+from semantest.bus.ledger import SWEEP_LIMIT, Ledger, Sweep
 from semantest.telemetry import Metrics
 
 log = logging.getLogger("semantest.router")
 
 TICK_S = 0.1
-SWEEP_EVERY_TICKS = 20
+BURY_EVERY_TICKS = 20
+MAX_REMEMBERED_UNREADABLE = 1000
 
 
-def _subject_of(delivery: Delivery) -> str:
-    message = delivery.message
-    kind = message.get("k")
-    if kind == p.KIND_COMMAND:
-        return p.pair(message["tenant"], message["cmd"]["id"])
-    if kind in (p.KIND_PROGRESS, p.KIND_RESULT):
-        return p.pair(message["tenant"], message["data"]["id"])
-    if kind == p.KIND_CANCEL:
-        return p.pair(message["tenant"], message["id"])
-    return delivery.id
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class Router:
-    def __init__(self, settings: Settings, bus: Bus, metrics: Metrics) -> None:
-        self.bus = bus
+    def __init__(self, ledger: Ledger, metrics: Metrics) -> None:
+        self.ledger = ledger
         self.metrics = metrics
-        self.commands = CommandRouter(settings, bus, metrics)
-        self.consumer = f"router-{uuid.uuid4().hex[:12]}"
+        self._unreadable: set[str] = set()
 
-    async def handle(self, delivery: Delivery) -> None:
-        message, router = delivery.message, self.commands
-        match message.get("k"):
-            case p.KIND_COMMAND:
-                await router.on_command(delivery.id, message)
-            case p.KIND_PROGRESS:
-                await router.on_progress(message)
-            case p.KIND_RESULT:
-                await router.on_result(message)
-            case p.KIND_CANCEL:
-                await router.on_cancel(message)
-            case p.KIND_EXTENSION_UP:
-                await router.on_extension_up(message)
-            case p.KIND_EXTENSION_DOWN:
-                await router.on_extension_down(message)
-            case other:
-                raise ValueError(f"unknown message kind {other!r}")
+    def record(self, sweep: Sweep) -> None:
+        for ended in sweep.ended:
+            self.metrics.commands_in_flight.add(-1)
+            self.metrics.commands.add(1, {"type": ended.type, "outcome": ended.outcome})
+            self.metrics.command_duration.record(ended.duration_ms / 1000)
+        for entry in sweep.unreadable:  # dropped by the sweep; said once, not every tick
+            if entry not in self._unreadable and len(self._unreadable) < MAX_REMEMBERED_UNREADABLE:
+                self._unreadable.add(entry)
+                log.warning("dropped an unreadable schedule entry %r", entry[:200])
 
-    async def _in_order(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            try:
-                await self.handle(delivery)
-            except Exception:
-                self.metrics.bus_errors.add(1, {"stream": delivery.stream})
-                log.exception("cannot handle %s entry %s", delivery.stream, delivery.id)
+    async def sweep(self, ticks: int) -> None:
+        now = now_ms()
+        for step in (self.ledger.expire, self.ledger.expire_grace):
+            while True:  # a full batch means more may be due
+                sweep = await step(now)
+                self.record(sweep)
+                if len(sweep.ended) + len(sweep.unreadable) < SWEEP_LIMIT:
+                    break
+        if ticks % BURY_EVERY_TICKS == 0:
+            await self.ledger.bury(now)
 
-    async def consume(self) -> None:
-        async for batch in self.bus.consume(p.COMMANDS, p.ROUTER_GROUP, self.consumer):
-            groups: dict[str, list[Delivery]] = defaultdict(list)
-            for delivery in batch:
-                try:
-                    groups[_subject_of(delivery)].append(delivery)
-                except (KeyError, TypeError):
-                    groups[delivery.id].append(delivery)
-            await asyncio.gather(*(self._in_order(group) for group in groups.values()))
-            await self.bus.ack(p.COMMANDS, p.ROUTER_GROUP, [d.id for d in batch])
-
-    async def tick(self) -> None:
+    async def run(self) -> None:
         ticks = 0
         while True:
             try:
-                await self.commands.expire_deadlines()
-                await self.commands.expire_grace()
-                if ticks % SWEEP_EVERY_TICKS == 0:
-                    await self.commands.sweep_vanished_extensions()
+                await self.sweep(ticks)
             except Exception:
                 self.metrics.bus_errors.add(1, {"stream": "schedules"})
                 log.exception("schedule sweep failed")
@@ -97,14 +70,13 @@ class Router:
 
 
 @contextlib.asynccontextmanager
-async def component(settings: Settings, bus: Bus, metrics: Metrics) -> AsyncIterator[Router]:
+async def component(ledger: Ledger, metrics: Metrics) -> AsyncIterator[Router]:
     """Run a router for as long as the context is open."""
-    router = Router(settings, bus, metrics)
-    tasks = [asyncio.create_task(router.consume()), asyncio.create_task(router.tick())]
-    log.info("router %s consuming %s", router.consumer, p.COMMANDS)
+    router = Router(ledger, metrics)
+    task = asyncio.create_task(router.run())
+    log.info("router sweeping deadlines every %.1f s", TICK_S)
     try:
         yield router
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

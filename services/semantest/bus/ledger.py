@@ -1,0 +1,132 @@
+"""The command ledger: every state change of a command is one atomic, conditional step.
+
+A command's life is a few domain operations — accept (and place), progress, report, cancel,
+expire, the extension registering and leaving, and a gateway handing back what it cannot
+deliver. Each checks the state it expects and makes every write and delivery it implies at once:
+on Redis one function call (ledger.lua, one round trip), in process one synchronous step. So no
+race between two services, no retried write, no slow process can run a command twice or lose
+its result: a late or repeated step finds the state moved on and does nothing.
+
+The deliveries each step makes land in gateway inboxes (`protocol.gateway_inbox`), in the shapes
+`protocol.DELIVER_*` name. docs/architecture.md states the rules and what they guarantee.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+from semantest.bus.base import Message
+
+INBOX_GROUP = "gw"
+"""Each gateway reads its inbox in this group: its read position tells, after it dies, which
+commands it never read (safe to send elsewhere) from those it may have passed on."""
+SWEEP_LIMIT = 100
+"""Entries one sweep step ends at most (a bounded step; the next tick takes the rest)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The limits every operation applies (from `commands`, `channels` settings)."""
+
+    retention_ms: int = 600_000
+    max_result_bytes: int = 262_144
+    channel_history: int = 1000
+    grace_ms: int = 10_000
+    max_queued: int = 1000
+    gateway_dead_after_ms: int = 15_000
+
+
+@dataclass(frozen=True, slots=True)
+class NewCommand:
+    """What a gateway accepts: `payload` is the command as the extension will get it."""
+
+    tenant: str
+    subject: str
+    origin: Message
+    payload: Message
+    readable_sessions: list[str] = field(default_factory=list)
+    """Sessions the sender may read: a re-sent id of their command returns its result."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    outcome: str
+    """`dispatched`, `queued`, `running` / `done` (a re-sent id), `taken` (another principal's
+    id) or `full` (the sender's queue is at its cap)."""
+    extension: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A command this step ended: for metrics."""
+
+    type: str
+    outcome: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    ended: list[Ended]
+    unreadable: list[str]
+    """Schedule entries that could not be read: dropped, for the caller to log."""
+
+
+class Ledger(abc.ABC):
+    policy: Policy
+
+    @abc.abstractmethod
+    async def accept(self, command: NewCommand) -> Accepted: ...
+
+    @abc.abstractmethod
+    async def report(self, tenant: str, extension: str, sid: str, report: Message,
+                     now: int) -> Ended | None:
+        """The extension's result, only from the connection its command was given to."""
+
+    @abc.abstractmethod
+    async def progress(self, tenant: str, extension: str, sid: str, command_id: str,
+                       event: Message) -> bool:
+        """Send `event` (the command's echoed fields are added) to the command's readers."""
+
+    @abc.abstractmethod
+    async def cancel(self, tenant: str, subject: str, command_id: str,
+                     writable_sessions: list[str], now: int) -> Ended | None:
+        """By its sender or a writer of its session; anyone else is told it does not exist."""
+
+    @abc.abstractmethod
+    async def register(self, tenant: str, extension: str, owner: str, gateway: str, sid: str,
+                       record: Message, now: int) -> bool:
+        """False when another principal holds the extension id (live or in its grace)."""
+
+    @abc.abstractmethod
+    async def unregister(self, tenant: str, extension: str, sid: str, now: int) -> None: ...
+
+    @abc.abstractmethod
+    async def handback(self, tenant: str, extension: str, command_id: str,
+                       gateway: str) -> None:
+        """A gateway read a command for an extension that is no longer connected to it."""
+
+    @abc.abstractmethod
+    async def expire(self, now: int) -> Sweep:
+        """Commands past their deadline: TIMEOUT, or NO_EXTENSION when never placed."""
+
+    @abc.abstractmethod
+    async def expire_grace(self, now: int) -> Sweep:
+        """Extensions gone past their grace: their commands end EXTENSION_DISCONNECTED."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, gateway: str, now: int) -> None: ...
+
+    @abc.abstractmethod
+    async def bury(self, now: int, gateway: str | None = None) -> int:
+        """Gateways silent too long (or `gateway`, leaving): their extensions get the grace."""
+
+    @abc.abstractmethod
+    async def extensions(self, tenant: str) -> list[Message]:
+        """The tenant's registered extensions with their load (`inFlight`)."""
+
+    @abc.abstractmethod
+    async def counts(self, tenant: str) -> tuple[int, int]:
+        """(commands not ended, commands waiting for an extension) of the tenant."""
+
