@@ -15,6 +15,8 @@ async def first(iterator: AsyncIterator[list], timeout: float = 5) -> list:
 
 
 async def test_messages_round_trip_through_encoding(bus: Bus) -> None:
+    if bus.kind == "embedded":  # objects pass as they are; the codec mode shows the wire
+        bus = open_bus("memory://?codec=1")
     reader = bus.tail("s", after="0-0")
     message = {"text": "héllo", "n": 1, "nested": {"list": [1, None, True]}}
     await bus.publish("s", message)
