@@ -8,11 +8,15 @@ the same bus, and adds the health and metrics routes every process serves. The c
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
+import logging
+import os
 import secrets
+import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 import aiohttp_cors
 import orjson
@@ -28,6 +32,8 @@ from semantest.gateway import app as gateway_app
 from semantest.router import app as router_app
 from semantest.telemetry import Metrics, configure_logging, create_metrics, uptime
 
+log = logging.getLogger("semantest")
+
 ALL_ROLES = frozenset({"auth", "gateway", "router"})
 BUS: web.AppKey[Bus] = web.AppKey("bus", Bus)
 
@@ -42,11 +48,14 @@ class Health:
     def __init__(self, bus: Bus, connections: Callable[[], dict[str, int]] | None) -> None:
         self.bus = bus
         self.connections = connections
+        self.draining = False
 
     async def live(self, _: web.Request) -> web.Response:
         return _json({"status": "alive"})
 
     async def ready(self, _: web.Request) -> web.Response:
+        if self.draining:  # Kubernetes stops sending new connections here
+            return _json({"status": "draining"}, 503)
         ready = await self.bus.ready()
         return _json({"status": "ready" if ready else "unavailable"}, 200 if ready else 503)
 
@@ -85,15 +94,20 @@ def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Applica
     app.cleanup_ctx.append(close_bus)  # first in, last out: the bus outlives every role
     ledger = bus.ledger(ledger_policy(settings))
     gateway = None
+    drains: list[Callable[[], Awaitable[None]]] = []
     if "gateway" in roles:
         gateway = gateway_app.Gateway(settings, bus, ledger, metrics)
         gateway.routes(app)
         app.cleanup_ctx.append(lambda _: gateway_app.component(settings, bus, metrics, gateway))
+        drains.append(lambda: gateway.drain(settings.server.drain_timeout / 1000))
     if "router" in roles:
-        app.cleanup_ctx.append(lambda _: router_app.component(ledger, metrics))
+        router = router_app.Router(ledger, metrics)
+        app.cleanup_ctx.append(lambda _: router_app.component(router))
+        drains.append(router.stop)
     if "auth" in roles:
         app.cleanup_ctx.append(lambda _: auth_app.component(settings, bus, metrics))
     health = Health(bus, gateway.connection_counts if gateway else None)
+    app.on_startup.append(lambda _: drain_on_sigterm(health, drains))
 
     async def metrics_route(_: web.Request) -> web.Response:
         return web.Response(body=metrics.exposition(),
@@ -105,6 +119,29 @@ def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Applica
     app.router.add_get("/metrics", metrics_route)
     allow_cors(app, settings.effective_cors or Cors())
     return app
+
+
+async def drain_on_sigterm(health: Health, drains: list[Callable[[], Awaitable[None]]]) -> None:
+    """SIGTERM drains first (not ready any more, work finished or handed over, within
+    server.drainTimeout), then stops like SIGINT. A second SIGTERM stops at once."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def drain() -> None:
+        health.draining = True
+        log.info("SIGTERM: draining")
+        try:
+            await asyncio.gather(*(step() for step in drains))
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_sigterm() -> None:
+        if tasks:
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        tasks.add(loop.create_task(drain()))
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
 
 
 def allow_cors(app: web.Application, cors: Cors) -> None:

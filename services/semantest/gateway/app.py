@@ -100,6 +100,9 @@ class Gateway:
                 log.exception("heartbeat failed")
             await asyncio.sleep(HEARTBEAT_S)
 
+    async def drain(self, timeout_s: float) -> None:
+        await self.sockets.drain(timeout_s)
+
     async def read_inbox(self) -> None:
         """Deliveries, acknowledged once handled. An entry seen again (its acknowledgement or
         the reply that carried it was lost to a Redis hiccup) is dropped: each entry once."""

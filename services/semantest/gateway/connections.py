@@ -17,6 +17,8 @@ class Connection:
     sessions: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     """Session id → (its entry in the session's socket set, this socket's permissions)."""
     channels: set[str] = field(default_factory=set)
+    awaiting: set[str] = field(default_factory=set)
+    """Commands this client sent whose result has not reached it here (drain waits for them)."""
 
 
 class Connections:

@@ -37,6 +37,7 @@ log = logging.getLogger("semantest.gateway")
 
 INBOUND = {"direction": "inbound"}
 OUTBOUND = {"direction": "outbound"}
+DRAIN_POLL_S = 0.05
 CONNECTED_WAIT_TICKS = 1000
 """Loop turns a delivery waits for its socket's CONNECT to go out (it takes one or two)."""
 
@@ -83,6 +84,7 @@ class GatewaySockets:
         # goes straight back to the origin, ahead of the result, which passes the router.
         self.running: dict[tuple[str, str, str], tuple[Message, Message]] = {}
         self._early: set[asyncio.Task[None]] = set()
+        self.draining = False
         self.status = StatusReport(ledger, self.connections)
         cors = settings.effective_cors
         self.sio = engine.HubServer(
@@ -149,6 +151,8 @@ class GatewaySockets:
         self.metrics.connections_active.add(1, kind)
 
     async def _admit(self, sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Connection:
+        if self.draining:
+            raise HubError(ErrorCode.UNAVAILABLE, "this gateway is shutting down; connect again")
         await self.limits.connect_attempt(environ)
         handshake = events.parse(events.Handshake, auth)
         if len(self.connections) >= self.settings.server.max_connections:
@@ -289,6 +293,8 @@ class GatewaySockets:
                            "extension (commands.maxQueuedPerPrincipal)")
         if answer.outcome in ("dispatched", "queued"):
             self.metrics.commands_in_flight.add(1)
+        if answer.outcome != "done":
+            connection.awaiting.add(payload["id"])
         return {"id": payload["id"], "accepted": True}
 
     @staticmethod
@@ -347,6 +353,33 @@ class GatewaySockets:
     async def report_status(self, connection: Connection, _: Any) -> Message:
         return await self.status.for_tenant(connection.principal.tenant)
 
+    # --- draining ----------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new connections; tell every socket (`server:draining`); let extensions go at
+        once (they reconnect elsewhere, their work follows them); let each client go when
+        nothing it sent waits for a result here, or when the time is up. Closing the transport
+        (not a Socket.IO disconnect) makes the official client reconnect by itself."""
+        self.draining = True
+        notice = {"reconnect": True, "timeout": int(timeout_s * 1000)}
+        for sid in list(self.connections.by_sid):
+            await self.sio.emit("server:draining", notice, to=sid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.connections.by_sid:
+            for sid, connection in list(self.connections.by_sid.items()):
+                if connection.role is Role.EXTENSION or not connection.awaiting \
+                        or loop.time() >= deadline:
+                    await self.close_transport(sid)
+            await asyncio.sleep(DRAIN_POLL_S)
+
+    async def close_transport(self, sid: str) -> None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:
+            self.connections.remove(sid)
+            return
+        await self.sio.eio.disconnect(eio_sid)
+
     # --- deliveries from the bus --------------------------------------------------------------
 
     async def deliver(self, delivery: Delivery) -> None:
@@ -357,6 +390,11 @@ class GatewaySockets:
             return
         if kind == p.DELIVER_TO_SOCKET:
             sids = message["sids"]
+            if message["event"] == "result":
+                for sid in sids:
+                    connection = self.connections.by_sid.get(sid)
+                    if connection is not None:
+                        connection.awaiting.discard(message["data"]["id"])
         elif kind == p.DELIVER_TO_EXTENSION:
             tenant, extension_id = message["tenant"], message["ext"]
             sid = self.connections.extension_sid(tenant, extension_id)

@@ -35,6 +35,8 @@ class Router:
         self.ledger = ledger
         self.metrics = metrics
         self._unreadable: set[str] = set()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
 
     def record(self, sweep: Sweep) -> None:
         for ended in sweep.ended:
@@ -59,20 +61,26 @@ class Router:
 
     async def run(self) -> None:
         ticks = 0
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.sweep(ticks)
             except Exception:
                 self.metrics.bus_errors.add(1, {"stream": "schedules"})
                 log.exception("schedule sweep failed")
             ticks += 1
-            await asyncio.sleep(TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), TICK_S)
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        """Drain: finish the sweep under way (each step is atomic anyway), then stop."""
+        self._stopping.set()
+        await self._stopped.wait()
 
 
 @contextlib.asynccontextmanager
-async def component(ledger: Ledger, metrics: Metrics) -> AsyncIterator[Router]:
+async def component(router: Router) -> AsyncIterator[Router]:
     """Run a router for as long as the context is open."""
-    router = Router(ledger, metrics)
     task = asyncio.create_task(router.run())
     log.info("router sweeping deadlines every %.1f s", TICK_S)
     try:
