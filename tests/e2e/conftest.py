@@ -53,6 +53,7 @@ class Peer:
         self.queues: dict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
         self.handlers = handlers or {}
         self.sio.on("*", self._record)
+        self.sio.on("disconnect", lambda *reason: self.queues["disconnect"].put_nowait(reason))
 
     async def _record(self, event: str, data: Any = None) -> None:
         self.queues[event].put_nowait(data)

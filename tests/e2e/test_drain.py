@@ -26,12 +26,13 @@ async def test_sigterm_drains_a_gateway(hubs: Hubs, hub_config: dict[str, Any],
     draining = hubs.start("semantest-gateway", env=env, config=config)
     staying = hubs.start("semantest-gateway", env=env, config=config)
 
-    release = asyncio.Event()
+    release, started = asyncio.Event(), asyncio.Event()
     executed: list[str] = []
     ext = Peer()
 
     async def run(command: dict[str, Any]) -> None:
         executed.append(command["id"])
+        started.set()
         await release.wait()  # the browser is busy until the test says so
         await ext.emit("result", {"id": command["id"], "success": True})
 
@@ -41,8 +42,7 @@ async def test_sigterm_drains_a_gateway(hubs: Hubs, hub_config: dict[str, Any],
     client = await connect(draining.url, auth={"apiKey": KEY})
     peers.extend([ext, client])
     ack = await client.call("command", {"type": "CLICK", "timeout": 30000})
-    while not executed:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 10)
 
     draining.process.send_signal(15)
     await client.next("server:draining")
@@ -53,8 +53,7 @@ async def test_sigterm_drains_a_gateway(hubs: Hubs, hub_config: dict[str, Any],
     refusal = await refused(draining.url, {"apiKey": KEY})  # no new connections here
     assert refusal["message"] == "UNAVAILABLE"
     # The extension is let go at once: it comes back on the other gateway with its work.
-    while ext.sio.connected:
-        await asyncio.sleep(0.05)
+    await ext.next("disconnect")
     await connect(staying.url, auth=auth, peer=ext)
     assert client.sio.connected  # still waiting for its result, here
     release.set()
