@@ -279,3 +279,15 @@ async def test_redis_sweeps_skip_an_unreadable_entry(bus: Bus, ledger: Ledger) -
     sweep = await ledger.expire(now_ms())
     assert sweep.unreadable == ["t\x1fbad\x1fentry"]
     assert [e.outcome for e in sweep.ended] == ["TIMEOUT"]
+
+
+async def test_a_command_for_a_named_extension_waits_for_that_one(bus: Bus,
+                                                                  ledger: Ledger) -> None:
+    named = command("n-1", subject="bob", target={"extensionId": "e2"})
+    assert (await ledger.accept(named)).outcome == "queued"
+    assert (await ledger.accept(command("n-2"))).outcome == "queued"
+    await register(ledger, "e1")  # takes the untargeted one only
+    assert [m["data"]["id"] for m in await inbox(bus, EXT_GW)] == ["n-2"]
+    await register(ledger, "e2", gateway=OTHER_GW, sid="x2")
+    assert [m["data"]["id"] for m in await inbox(bus, OTHER_GW)] == ["n-1"]
+    assert await ledger.counts("t") == (2, 0)

@@ -132,7 +132,9 @@ class Bus(abc.ABC):
         """Fan-out: every tailing reader sees every entry appended after `after`."""
 
     @abc.abstractmethod
-    async def ack(self, stream: str, group: str, ids: Iterable[str]) -> None: ...
+    async def ack(self, stream: str, group: str, ids: Iterable[str], delete: bool = False) -> None:
+        """Done with these entries; `delete` also removes them from the stream (an inbox:
+        nobody else reads it, and a delivered entry only holds memory)."""
 
     @abc.abstractmethod
     async def history(self, stream: str, after: str, count: int) -> list[Delivery]:

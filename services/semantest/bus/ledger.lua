@@ -46,6 +46,7 @@ local function layout(P, T)
     running = function(e) return P .. 'extcmds:' .. T .. ':' .. e end,
     owner = function(e) return P .. 'ext-owner:' .. T .. ':' .. e end,
     queue = function(typ) return P .. 'queue:' .. T .. ':' .. typ end,
+    queue_for = function(e) return P .. 'queue-for:' .. T .. ':' .. e end,
     queued_types = P .. 'queue-types:' .. T,
     queued_by = P .. 'queued-by:' .. T,
     stats = P .. 'stats:' .. T,
@@ -100,8 +101,8 @@ local function to_channel(K, T, channel, message, now, history)
   end
 end
 
-local COMMAND_FIELDS = {'st', 'subj', 'typ', 'sess', 'ext', 'gw', 'eid', 'ogw', 'osid', 'acc',
-  'dl', 'echo', 'cmd', 'res'}
+local COMMAND_FIELDS = {'st', 'subj', 'typ', 'sess', 'tgt', 'ext', 'gw', 'eid', 'ogw', 'osid',
+  'acc', 'dl', 'echo', 'cmd', 'res'}
 
 -- Send a command to an extension's gateway and record where the delivery waits.
 local function send_command(K, T, id, c, ext, gw)
@@ -163,17 +164,34 @@ local function place(K, c, target)
 end
 
 local function dequeue(K, id, c)
-  redis.call('ZREM', K.queue(c.typ), id)
-  if redis.call('ZCARD', K.queue(c.typ)) == 0 then redis.call('SREM', K.queued_types, c.typ) end
+  if c.tgt and c.tgt ~= '' then
+    redis.call('ZREM', K.queue_for(c.tgt), id)
+  else
+    redis.call('ZREM', K.queue(c.typ), id)
+    if redis.call('ZCARD', K.queue(c.typ)) == 0 then
+      redis.call('SREM', K.queued_types, c.typ)
+    end
+  end
   if redis.call('HINCRBY', K.queued_by, c.subj, -1) <= 0 then
     redis.call('HDEL', K.queued_by, c.subj)
   end
   redis.call('HINCRBY', K.stats, 'queued', -1)
 end
 
--- Queued commands this extension can take now, oldest first per command type.
+-- Queued commands this extension can take now: those waiting for it by name first, then the
+-- oldest of each command type it runs (one queue per type: a type nobody runs blocks nothing).
 local function pull(K, T, ext, gw, most)
   local taken = 0
+  for _, id in ipairs(redis.call('ZRANGE', K.queue_for(ext), 0, most - 1)) do
+    local c = fields(K.cmd(id), COMMAND_FIELDS)
+    if c.st ~= 'queued' then
+      redis.call('ZREM', K.queue_for(ext), id)
+    elseif taken < most and can_take(K, ext, c.typ) then
+      dequeue(K, id, c)
+      dispatch(K, T, id, c, ext, gw)
+      taken = taken + 1
+    end
+  end
   local types = redis.call('SMEMBERS', K.queued_types)
   table.sort(types)
   for _, typ in ipairs(types) do
@@ -290,8 +308,8 @@ local function accept(_, ARGV)
       return {'full'}
     end
   end
-  redis.call('HSET', key, 'st', 'new', 'subj', subj, 'typ', typ, 'sess', sess, 'ogw', ogw,
-    'osid', osid, 'acc', c.acc, 'dl', c.dl, 'echo', c.echo, 'cmd', c.cmd)
+  redis.call('HSET', key, 'st', 'new', 'subj', subj, 'typ', typ, 'sess', sess, 'tgt', target,
+    'ogw', ogw, 'osid', osid, 'acc', c.acc, 'dl', c.dl, 'echo', c.echo, 'cmd', c.cmd)
   redis.call('PEXPIRE', key, math.max(dl - now, 0) + tonumber(ARGV[14]))
   redis.call('ZADD', K.deadlines, dl, member(T, id))
   redis.call('HINCRBY', K.stats, 'inflight', 1)
@@ -300,8 +318,12 @@ local function accept(_, ARGV)
     return {'dispatched', ext}
   end
   redis.call('HSET', key, 'st', 'queued')
-  redis.call('ZADD', K.queue(typ), now, id)
-  redis.call('SADD', K.queued_types, typ)
+  if target ~= '' then
+    redis.call('ZADD', K.queue_for(target), now, id)
+  else
+    redis.call('ZADD', K.queue(typ), now, id)
+    redis.call('SADD', K.queued_types, typ)
+  end
   redis.call('HINCRBY', K.queued_by, subj, 1)
   redis.call('HINCRBY', K.stats, 'queued', 1)
   return {'queued'}

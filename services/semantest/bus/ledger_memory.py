@@ -43,6 +43,7 @@ class _Command:
     accepted: int
     deadline: int
     payload: Message | None
+    target: str = ""
     status: str = "new"
     extension: str = ""
     gateway: str = ""
@@ -78,6 +79,7 @@ class MemoryLedger(Ledger):
         self._owners: dict[tuple[str, str], tuple[str, int | None]] = {}
         self._grace: dict[tuple[str, str], int] = {}
         self._queues: dict[str, dict[str, OrderedDict[str, None]]] = defaultdict(dict)
+        self._waiting_for: dict[tuple[str, str], OrderedDict[str, None]] = {}
         self._queued_by: dict[tuple[str, str], int] = defaultdict(int)
         self._stats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self._affinity: dict[tuple[str, str], tuple[str, int]] = {}
@@ -160,12 +162,15 @@ class MemoryLedger(Ledger):
         return (best[1], best[2]) if best else None
 
     def _dequeue(self, command: _Command) -> None:
-        queues = self._queues[command.tenant]
-        queue = queues.get(command.type)
+        queues: dict[Any, OrderedDict[str, None]] = self._queues[command.tenant]
+        name: Any = command.type
+        if command.target:
+            queues, name = self._waiting_for, (command.tenant, command.target)
+        queue = queues.get(name)
         if queue is not None:
             queue.pop(command.id, None)
             if not queue:
-                del queues[command.type]
+                del queues[name]
         key = (command.tenant, command.subject)
         self._queued_by[key] -= 1
         if self._queued_by[key] <= 0:
@@ -177,6 +182,12 @@ class MemoryLedger(Ledger):
         taken = 0
         if extension is None:
             return taken
+        for command_id in list(self._waiting_for.get((tenant, extension_id), ()))[:most]:
+            command = self._commands[(tenant, command_id)]
+            if taken < most and extension.can_take(command.type):
+                self._dequeue(command)
+                self._dispatch(command, extension_id, extension)
+                taken += 1
         for command_type in sorted(self._queues[tenant]):
             queue = self._queues[tenant].get(command_type)
             while taken < most and queue and extension.can_take(command_type):
@@ -266,8 +277,9 @@ class MemoryLedger(Ledger):
         wanted = target.get("extensionId") if isinstance(target, dict) else None
         state = _Command(tenant, payload["id"], command.subject, payload["type"],
                          payload.get("sessionId") or "", command.origin, now,
-                         payload["deadline"], payload)
-        choice = self._place(state, wanted if isinstance(wanted, str) else "")
+                         payload["deadline"], payload,
+                         target=wanted if isinstance(wanted, str) else "")
+        choice = self._place(state, state.target)
         if choice is None and self._queued_by[(tenant, command.subject)] >= \
                 self.policy.max_queued:
             return Accepted("full")
@@ -278,7 +290,10 @@ class MemoryLedger(Ledger):
             self._dispatch(state, *choice)
             return Accepted("dispatched", choice[0])
         state.status = "queued"
-        self._queues[tenant].setdefault(state.type, OrderedDict())[state.id] = None
+        if state.target:
+            self._waiting_for.setdefault((tenant, state.target), OrderedDict())[state.id] = None
+        else:
+            self._queues[tenant].setdefault(state.type, OrderedDict())[state.id] = None
         self._queued_by[(tenant, command.subject)] += 1
         self._stats[tenant][1] += 1
         return Accepted("queued")

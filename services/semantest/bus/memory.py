@@ -60,6 +60,17 @@ class _Stream:
         self.changed = asyncio.Event()
         return f"{key[0]}-{key[1]}"
 
+    def delete(self, keys: set[tuple[int, int]]) -> None:
+        # An inbox is read in order: what is deleted is almost always its oldest entries.
+        end = bisect.bisect_right(self.keys, max(keys))
+        if all(key in keys for key in self.keys[:end]):
+            del self.keys[:end]
+            del self.datas[:end]
+            return
+        kept = [(k, d) for k, d in zip(self.keys, self.datas, strict=True) if k not in keys]
+        self.keys = [k for k, _ in kept]
+        self.datas = [d for _, d in kept]
+
     def after(self, key: tuple[int, int], count: int) -> list[tuple[str, object]]:
         start = bisect.bisect_right(self.keys, key)
         return [
@@ -247,11 +258,15 @@ class InProcessBus(Bus):
             position = entry_key(batch[-1][0])
             yield [Delivery(stream, entry_id, self._message(data)) for entry_id, data in batch]
 
-    async def ack(self, stream: str, group: str, ids: Iterable[str]) -> None:
-        members = self._stream(stream).groups.get(group)
+    async def ack(self, stream: str, group: str, ids: Iterable[str], delete: bool = False) -> None:
+        state = self._stream(stream)
+        members = state.groups.get(group)
+        ids = list(ids)
         if members is not None:
             for entry_id in ids:
                 members.pending.pop(entry_id, None)
+        if delete and ids:
+            state.delete({entry_key(entry_id) for entry_id in ids})
 
     async def history(self, stream: str, after: str, count: int) -> list[Delivery]:
         state = self._stream(stream)

@@ -248,10 +248,13 @@ class RedisStreamsBus(Bus):
             self._readers.discard(reader)
             await reader.aclose()
 
-    async def ack(self, stream: str, group: str, ids: Iterable[str]) -> None:
+    async def ack(self, stream: str, group: str, ids: Iterable[str], delete: bool = False) -> None:
         ids = list(ids)
         if ids:
-            await self._pipeline.call("xack", self._k(stream), group, *ids)
+            acked = self._pipeline.call("xack", self._k(stream), group, *ids)
+            if delete:  # same loop tick: one round trip for both
+                await self._pipeline.call("xdel", self._k(stream), *ids)
+            await acked
 
     async def history(self, stream: str, after: str, count: int) -> list[Delivery]:
         entries = await self.redis.xrange(self._k(stream), min=f"({after}", count=count)

@@ -123,7 +123,8 @@ class Gateway:
                     await self.sockets.deliver(delivery)
                 except Exception:
                     log.exception("cannot deliver inbox entry %s", delivery.id)
-            await self.bus.ack(inbox, INBOX_GROUP, [delivery.id for delivery in batch])
+            await self.bus.ack(inbox, INBOX_GROUP, [delivery.id for delivery in batch],
+                               delete=True)
 
     def routes(self, app: web.Application) -> None:
         self.sockets.sio.attach(app)

@@ -36,12 +36,16 @@ class Connections:
             key = (connection.principal.tenant, connection.extension_id)
             self.extensions[key] = connection.sid
 
-    def remove(self, sid: str) -> Connection | None:
+    def remove(self, sid: str, restore: str | None = None) -> Connection | None:
+        """Forget a socket; `restore` gives its extension id back to the socket that held it
+        before (a refused takeover)."""
         connection = self.by_sid.pop(sid, None)
         if connection is not None and connection.extension_id is not None:
             key = (connection.principal.tenant, connection.extension_id)
             if self.extensions.get(key) == sid:
                 del self.extensions[key]
+                if restore is not None:
+                    self.extensions[key] = restore
         return connection
 
     def extension_sid(self, tenant: str, extension_id: str) -> str | None:

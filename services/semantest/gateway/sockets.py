@@ -140,9 +140,11 @@ class GatewaySockets:
             refusal = socketio.exceptions.ConnectionRefusedError(exc.code.value, exc.as_dict())
             raise refusal from None
         # Known here before the ledger can send it work (or the work would be handed back).
+        holder = self.connections.extension_sid(connection.principal.tenant,
+                                                connection.extension_id or "")
         self.connections.add(connection)
         if connection.role is Role.EXTENSION and not await self._register(connection):
-            self.connections.remove(sid)
+            self.connections.remove(sid, restore=holder)
             raise socketio.exceptions.ConnectionRefusedError(ErrorCode.FORBIDDEN.value, {
                 "code": ErrorCode.FORBIDDEN.value,
                 "message": "this extensionId is registered by another credential"})
