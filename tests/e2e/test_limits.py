@@ -7,11 +7,10 @@ import uuid
 from typing import Any
 
 import aiohttp
-import pytest
 import socketio
 
 from tests.conftest import Hubs, RedisServer
-from tests.e2e.conftest import KEY, Peer, connect
+from tests.e2e.conftest import KEY, Peer, connect, refused
 
 
 async def test_max_connections_refuses_the_next_one(hubs: Hubs, hub_config: dict[str, Any],
@@ -19,15 +18,9 @@ async def test_max_connections_refuses_the_next_one(hubs: Hubs, hub_config: dict
     hub = hubs.start("semantest-server", env={"MAX_CONNECTIONS": "2"}, config=hub_config)
     peers.append(await connect(hub.url, auth={"apiKey": KEY}))
     peers.append(await connect(hub.url, auth={"apiKey": KEY}))
-    # Every Engine.IO socket counts, so the next one is refused at the handshake, before any
-    # Socket.IO CONNECT (gateway/engine.py): 503, the body naming the code.
-    async with aiohttp.ClientSession() as http, http.get(
-            f"{hub.url}/socket.io/?EIO=4&transport=polling") as response:
-        assert response.status == 503
-        assert await response.json() == {"error": {
-            "code": "TOO_MANY_CONNECTIONS", "message": "this gateway is at MAX_CONNECTIONS"}}
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await connect(hub.url, auth={"apiKey": KEY})
+    error = await refused(hub.url, auth={"apiKey": KEY})  # the contract's connect_error
+    assert error == {"message": "TOO_MANY_CONNECTIONS", "data": {
+        "code": "TOO_MANY_CONNECTIONS", "message": "this gateway is at MAX_CONNECTIONS"}}
     await peers.pop().sio.disconnect()
     for _ in range(50):  # a freed slot is usable again, once the server has seen the close
         try:
@@ -36,6 +29,21 @@ async def test_max_connections_refuses_the_next_one(hubs: Hubs, hub_config: dict
         except socketio.exceptions.ConnectionError:
             await asyncio.sleep(0.1)
     assert len(peers) == 2
+
+
+async def test_open_sockets_without_connect_count_too(hubs: Hubs, hub_config: dict[str, Any]
+                                                     ) -> None:
+    """Handshakes that never CONNECT hold sockets: past maxConnections plus a small headroom
+    (16 here) the next handshake is refused at once (gateway/engine.py)."""
+    hub = hubs.start("semantest-server", env={"MAX_CONNECTIONS": "2"}, config=hub_config)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2 + 16):
+            async with http.get(f"{hub.url}/socket.io/?EIO=4&transport=polling") as response:
+                assert response.status == 200
+        async with http.get(f"{hub.url}/socket.io/?EIO=4&transport=polling") as response:
+            assert response.status == 503
+            assert await response.json() == {"error": {
+                "code": "TOO_MANY_CONNECTIONS", "message": "this gateway is at MAX_CONNECTIONS"}}
 
 
 async def test_login_without_an_auth_service_is_unavailable(

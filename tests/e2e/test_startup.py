@@ -90,7 +90,7 @@ def test_log_format_json_and_log_level(hubs: Hubs) -> None:
                                               "AUTH_ENABLED": "false"})
     line = wait_for_output(hub.output, r'\{"time".*"name": "semantest\.router".*\}').group(0)
     record = json.loads(line)
-    assert record["level"] == "INFO" and "consuming" in record["message"]
+    assert record["level"] == "INFO" and "sweeping" in record["message"]
     quiet = hubs.start("semantest-server", env={"LOG_LEVEL": "error", "AUTH_ENABLED": "false"})
     wait_for_output(quiet.output, r"Semantest hub")
     assert "INFO" not in quiet.output()

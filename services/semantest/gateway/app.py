@@ -136,8 +136,8 @@ class Gateway:
 @contextlib.asynccontextmanager
 async def component(settings: Settings, bus: Bus, metrics: Metrics,
                     gateway: Gateway) -> AsyncIterator[Gateway]:
-    """Read the inbox and beat while the context is open."""
-    await gateway.ledger.heartbeat(gateway.id, now_ms())
+    """Read the inbox and beat while the context is open (the first beat at once: a gateway
+    that cannot reach Redis still starts, and says so on /health)."""
     tasks = [asyncio.create_task(gateway.read_inbox()),
              asyncio.create_task(gateway.heartbeat()),
              asyncio.create_task(gateway.sockets.revocations.watch(bus, gateway.sockets))]

@@ -14,10 +14,11 @@ Bad *events* are not violations: codec.py and the handlers answer them with an `
 the ack, and the sender stays (DESIGN §3.3). Binary events are answered that way too.
 
 Anonymous state is bounded: every open Engine.IO socket counts against `server.maxConnections`
-(a handshake beyond it gets 503), at most `server.maxHandshakesPerIp` sockets per client IP may
-wait for their CONNECT (429), and a socket without a CONNECT after `server.connectTimeout` ms
-is closed. A polling POST larger than the transport limit gets 413 (411 without a length). Every
-such answer is `{error: {code, message}}`.
+plus a small headroom (a handshake beyond it gets 503; a CONNECT beyond maxConnections gets the
+contract's `connect_error` TOO_MANY_CONNECTIONS), at most `server.maxHandshakesPerIp` sockets
+per client IP may wait for their CONNECT (429), and a socket without a CONNECT after
+`server.connectTimeout` ms is closed. A polling POST larger than the transport limit gets 413
+(411 without a length). Every such answer is `{error: {code, message}}`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ log = logging.getLogger("semantest.gateway")
 
 BODY = "semantest.engineio.body"
 """Where a polling POST body read (and checked) here waits for engineio to read it."""
+HEADROOM_MIN = 16
+"""Open sockets allowed beyond maxConnections (at least this, or a tenth): room to answer a
+CONNECT over the limit with `connect_error`, bounded."""
 _ENGINEIO_TYPES = frozenset("0123456")
 _POLLING_FROM_CLIENTS = frozenset({eio_packet.CLOSE, eio_packet.PONG, eio_packet.MESSAGE,
                                    eio_packet.UPGRADE})
@@ -58,6 +62,7 @@ class Admission:
 
     def __init__(self, settings: Settings) -> None:
         self.max_connections = settings.server.max_connections
+        self.headroom = max(HEADROOM_MIN, self.max_connections // 10)
         self.max_waiting_per_ip = settings.server.max_handshakes_per_ip
         self.trust_proxy = settings.rate_limiting.trust_proxy
         self.ip_of: dict[str, str] = {}
@@ -73,8 +78,11 @@ class Admission:
                                 self.trust_proxy)
 
     def refusal(self, request: web.BaseRequest) -> tuple[int, HubError] | None:
-        """Why a new handshake from this request must be refused, if it must."""
-        if len(self.ip_of) >= self.max_connections:
+        """Why a new handshake from this request must be refused, if it must. Connected
+        sockets are held to maxConnections at the Socket.IO CONNECT, where a client gets the
+        contract's `connect_error` TOO_MANY_CONNECTIONS; open sockets, connected or not, may
+        exceed it only by the headroom that lets that refusal be said."""
+        if len(self.ip_of) >= self.max_connections + self.headroom:
             return 503, HubError(ErrorCode.TOO_MANY_CONNECTIONS,
                                  "this gateway is at MAX_CONNECTIONS")
         if self.waiting_per_ip[self.ip(request)] >= self.max_waiting_per_ip:
