@@ -411,22 +411,31 @@ class Peer:
 class Extension(Peer):
     """Runs every command it gets: records the id, works a moment, reports progress and
     `{success: true, data: {id}}`. A result is reported until some gateway acks it, over any
-    number of reconnects with the same extensionId (the grace period allows exactly that)."""
+    number of reconnects with the same extensionId (the grace period allows exactly that).
+
+    It behaves as docs/protocol.md asks of an extension that wants no command lost: it declares
+    `acks`, acknowledges every command, and runs a command marked `redelivered` only if it has
+    not run that id already."""
 
     def __init__(self, index: int, urls: list[str], ledger: Ledger, rng: random.Random) -> None:
         super().__init__(urls, index % len(urls), ledger)
         self.extension_id = f"fault-ext-{index}"
         self.rng = rng
         self.cancels: list[str] = []
+        self.seen: set[str] = set()
 
     def auth(self) -> dict[str, Any]:
         return {"apiKey": KEY, "role": "extension", "extensionId": self.extension_id,
-                "capabilities": ["*"], "name": self.extension_id}
+                "capabilities": ["*"], "name": self.extension_id, "acks": True}
 
     def handlers(self, sio: socketio.AsyncClient, generation: int) -> None:
-        async def on_command(command: dict[str, Any]) -> None:
+        async def on_command(command: dict[str, Any]) -> bool:
+            if command.get("redelivered") and command["id"] in self.seen:
+                return True  # it has this one already
+            self.seen.add(command["id"])
             self.ledger.executed(command["id"], self.extension_id)
             _spawn(self.tasks, self.run(command))
+            return True
 
         async def on_cancel(data: dict[str, Any]) -> None:
             self.cancels.append(str(data.get("id")))

@@ -291,3 +291,27 @@ async def test_a_command_for_a_named_extension_waits_for_that_one(bus: Bus,
     await register(ledger, "e2", gateway=OTHER_GW, sid="x2")
     assert [m["data"]["id"] for m in await inbox(bus, OTHER_GW)] == ["n-1"]
     assert await ledger.counts("t") == (2, 0)
+
+
+async def test_an_acknowledging_extension_gets_what_it_missed_once_more(
+        bus: Bus, ledger: Ledger) -> None:
+    await register(ledger, gateway=EXT_GW, acks=True)
+    await ledger.accept(command("k-1"))
+    await ledger.accept(command("k-2"))
+    await read_inbox_once(bus, EXT_GW)  # both read, both maybe lost on the way
+    await ledger.received("t", "e1", "x1", "k-1")  # k-1 arrived
+    await ledger.received("t", "e1", "stale-sid", "k-2")  # not from its connection: ignored
+    await ledger.unregister("t", "e1", "x1", now_ms())
+    await register(ledger, gateway=EXT_GW, sid="x2", acks=True)
+    (again,) = [m["data"] for m in (await inbox(bus, EXT_GW))[2:]]
+    assert again["id"] == "k-2" and again["redelivered"] is True
+
+
+async def test_a_command_read_by_a_live_gateway_is_not_sent_twice(bus: Bus,
+                                                                  ledger: Ledger) -> None:
+    await register(ledger, gateway=EXT_GW)  # no acks: a read command may have arrived
+    await ledger.accept(command("k-3"))
+    await read_inbox_once(bus, EXT_GW)
+    await ledger.unregister("t", "e1", "x1", now_ms())
+    await register(ledger, gateway=EXT_GW, sid="x2")
+    assert len(await inbox(bus, EXT_GW)) == 1

@@ -117,9 +117,10 @@ class Bus(abc.ABC):
         """Append and return the entry id; `maxlen` trims the stream approximately."""
 
     @abc.abstractmethod
-    def consume(self, stream: str, group: str, consumer: str,
-                start: str = "$") -> AsyncIterator[list[Delivery]]:
-        """Work queue: each entry goes to one consumer of the group; unacked ones come back.
+    def consume(self, stream: str, group: str, consumer: str, start: str = "$",
+                claim_idle_ms: int = 5000) -> AsyncIterator[list[Delivery]]:
+        """Work queue: each entry goes to one consumer of the group; entries unacknowledged for
+        `claim_idle_ms` come back (to any consumer of the group, this one included).
 
         A group made by this call starts after `start` (`$`: only new entries)."""
 

@@ -101,13 +101,16 @@ local function to_channel(K, T, channel, message, now, history)
   end
 end
 
-local COMMAND_FIELDS = {'st', 'subj', 'typ', 'sess', 'tgt', 'ext', 'gw', 'eid', 'ogw', 'osid',
-  'acc', 'dl', 'echo', 'cmd', 'res'}
+local COMMAND_FIELDS = {'st', 'subj', 'typ', 'sess', 'tgt', 'ext', 'gw', 'eid', 'rcv', 'ogw',
+  'osid', 'acc', 'dl', 'echo', 'cmd', 'res'}
 
--- Send a command to an extension's gateway and record where the delivery waits.
-local function send_command(K, T, id, c, ext, gw)
+-- Send a command to an extension's gateway and record where the delivery waits. `again` marks
+-- a redelivery the extension may have seen (`redelivered: true`: it runs an id only once).
+local function send_command(K, T, id, c, ext, gw, again)
+  local data = c.cmd
+  if again then data = string.sub(data, 1, -2) .. ',"redelivered":true}' end
   local body = '{"t":"extension","tenant":' .. enc(T) .. ',"ext":' .. enc(ext)
-    .. ',"event":"command","data":' .. c.cmd .. ',"origin":{"gw":' .. enc(c.ogw) .. ',"sid":'
+    .. ',"event":"command","data":' .. data .. ',"origin":{"gw":' .. enc(c.ogw) .. ',"sid":'
     .. enc(c.osid) .. '}}'
   local eid = deliver(K, gw, body)
   redis.call('HSET', K.cmd(id), 'gw', gw, 'eid', eid)
@@ -377,28 +380,40 @@ local function cancel(_, ARGV)
 end
 
 -- Commands of an extension its gateway may never have read: redeliver them to `gw`.
-local function redeliver(K, T, ext, gw, now, dead_before)
+local function read_up_to(K, gw)
+  if redis.call('EXISTS', K.inbox(gw)) == 0 then return '0-0' end
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', K.inbox(gw))) do
+    if group[2] == INBOX_GROUP then return group[8] end
+  end
+  return '0-0'
+end
+
+-- The commands an extension holds that may never have reached it, sent to it at `gw`:
+-- - unsent (handed back), or never read by a gateway that is gone: sent again;
+-- - read by their gateway but not acknowledged by the extension: sent again, marked, only to an
+--   extension that acknowledges every command (`acks`); for any other, a read command may have
+--   reached it, and it is never sent twice;
+-- - not read yet by a gateway that lives: that gateway delivers it or hands it back.
+local function redeliver(K, T, ext, gw, dead_before, acks)
   local count = 0
   for _, id in ipairs(redis.call('SMEMBERS', K.running(ext))) do
     local c = fields(K.cmd(id), COMMAND_FIELDS)
-    if c.st == 'dispatched' and c.ext == ext and c.gw ~= gw then
-      local unread = c.gw == nil or c.gw == ''
-      if not unread then
+    if c.st == 'dispatched' and c.ext == ext and not c.rcv then
+      local send, again = false, false
+      if c.gw == nil or c.gw == '' then
+        send = true
+      else
+        local unread = after(c.eid, read_up_to(K, c.gw))
         local seen = redis.call('ZSCORE', K.gateways, c.gw)
-        if not seen or tonumber(seen) < dead_before then
-          -- Its gateway is gone: what it read may have reached the extension (never resend
-          -- that); what it never read did not.
-          local last = '0-0'
-          if redis.call('EXISTS', K.inbox(c.gw)) == 1 then
-            for _, group in ipairs(redis.call('XINFO', 'GROUPS', K.inbox(c.gw))) do
-              if group[2] == INBOX_GROUP then last = group[8] end
-            end
-          end
-          unread = after(c.eid, last)
+        local alive = seen and tonumber(seen) >= dead_before
+        if unread then
+          send = not alive
+        else
+          send, again = acks, true
         end
       end
-      if unread then
-        send_command(K, T, id, c, ext, gw)
+      if send then
+        send_command(K, T, id, c, ext, gw, again)
         count = count + 1
       end
     end
@@ -406,8 +421,17 @@ local function redeliver(K, T, ext, gw, now, dead_before)
   return count
 end
 
+-- received(P, T, ext, sid, id): the extension acknowledged the command (it has it).
+local function received(_, ARGV)
+  local K = layout(ARGV[1], ARGV[2])
+  if not held(K, ARGV[5], ARGV[3], ARGV[4]) then return 0 end
+  redis.call('HSET', K.cmd(ARGV[5]), 'rcv', '1')
+  return 1
+end
+
 -- register(P, T, ext, owner subject, gw, sid, now, dead_before, max concurrency (0 = none),
---          record JSON (for status), capability...) → {"taken"} | {"ok", redelivered, pulled}
+--          record JSON (for status), acks ("1": it acknowledges every command), capability...)
+-- → {"taken"} | {"ok", redelivered, pulled}
 local function register(_, ARGV)
   local P, T, ext, owner, gw, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local K = layout(P, T)
@@ -416,11 +440,11 @@ local function register(_, ARGV)
   local now, dead_before = tonumber(ARGV[7]), tonumber(ARGV[8])
   local previous = redis.call('HGET', K.ext(ext), 'gw')
   if previous and previous ~= gw then
-    redis.call('SREM', K.gateway_extensions(previous), ext)
+    redis.call('SREM', K.gateway_extensions(previous), member(T, ext))
   end
   redis.call('DEL', K.ext(ext))
   local record = {'gw', gw, 'sid', sid, 'owner', owner, 'max', ARGV[9], 'record', ARGV[10]}
-  for i = 11, #ARGV do
+  for i = 12, #ARGV do
     table.insert(record, 'c:' .. ARGV[i]); table.insert(record, '1')
   end
   redis.call('HSET', K.ext(ext), unpack(record))
@@ -428,7 +452,7 @@ local function register(_, ARGV)
   redis.call('SADD', K.gateway_extensions(gw), member(T, ext))
   redis.call('SET', K.owner(ext), owner)
   redis.call('ZREM', K.grace, member(T, ext))
-  local redelivered = redeliver(K, T, ext, gw, now, dead_before)
+  local redelivered = redeliver(K, T, ext, gw, dead_before, ARGV[11] == '1')
   local pulled = pull(K, T, ext, gw, PULL_ON_REGISTER)
   return {'ok', redelivered, pulled}
 end
@@ -577,6 +601,7 @@ redis.register_function('cancel_VERSION', cancel)
 redis.register_function('register_VERSION', register)
 redis.register_function('unregister_VERSION', unregister)
 redis.register_function('handback_VERSION', handback)
+redis.register_function('received_VERSION', received)
 redis.register_function('expire_VERSION', expire)
 redis.register_function('expire_grace_VERSION', expire_grace)
 redis.register_function('heartbeat_VERSION', heartbeat)

@@ -100,6 +100,10 @@ class Ledger(abc.ABC):
         """False when another principal holds the extension id (live or in its grace)."""
 
     @abc.abstractmethod
+    async def received(self, tenant: str, extension: str, sid: str, command_id: str) -> None:
+        """The extension acknowledged a command: it is never sent to it again."""
+
+    @abc.abstractmethod
     async def unregister(self, tenant: str, extension: str, sid: str, now: int) -> None: ...
 
     @abc.abstractmethod

@@ -48,6 +48,7 @@ class _Command:
     extension: str = ""
     gateway: str = ""
     entry: str = ""
+    received: bool = False
     result: Message | None = None
 
 
@@ -120,12 +121,13 @@ class MemoryLedger(Ledger):
             self._deliver(gateway, {"t": p.DELIVER_TO_CHANNEL, "tenant": tenant,
                                     "channel": channel, "data": event})
 
-    def _send_command(self, command: _Command, gateway: str) -> None:
+    def _send_command(self, command: _Command, gateway: str, again: bool = False) -> None:
         assert command.payload is not None
         command.gateway = gateway
+        data = {**command.payload, "redelivered": True} if again else command.payload
         command.entry = self._deliver(gateway, {
             "t": p.DELIVER_TO_EXTENSION, "tenant": command.tenant, "ext": command.extension,
-            "event": "command", "data": command.payload, "origin": command.origin})
+            "event": "command", "data": data, "origin": command.origin})
 
     # --- placement ----------------------------------------------------------------------------
 
@@ -346,23 +348,36 @@ class MemoryLedger(Ledger):
                                 error={"code": code, "message": "cancelled by the client"})
         return Ended(command.type, code, duration)
 
-    def _redeliver(self, tenant: str, extension_id: str, gateway: str, now: int) -> int:
+    def _redeliver(self, tenant: str, extension_id: str, gateway: str, now: int,
+                   acks: bool) -> int:
+        """ledger.lua `redeliver`: what may never have reached the extension, sent again."""
         count = 0
         dead_before = now - self.policy.gateway_dead_after_ms
         for command_id in sorted(self._running[(tenant, extension_id)]):
             command = self._commands.get((tenant, command_id))
             if (command is None or command.status != "dispatched"
-                    or command.extension != extension_id or command.gateway == gateway):
+                    or command.extension != extension_id or command.received):
                 continue
-            unread = not command.gateway
-            if not unread and self._gateways.get(command.gateway, 0) < dead_before:
+            send = again = False
+            if not command.gateway:
+                send = True
+            else:
                 position = self._bus.read_position(p.gateway_inbox(command.gateway),
                                                    INBOX_GROUP)
-                unread = entry_key(command.entry) > position
-            if unread:
-                self._send_command(command, gateway)
+                alive = self._gateways.get(command.gateway, 0) >= dead_before
+                if entry_key(command.entry) > position:
+                    send = not alive
+                else:
+                    send, again = acks, True
+            if send:
+                self._send_command(command, gateway, again)
                 count += 1
         return count
+
+    async def received(self, tenant: str, extension: str, sid: str, command_id: str) -> None:
+        command = self._held(tenant, extension, sid, command_id)
+        if command is not None:
+            command.received = True
 
     async def register(self, tenant: str, extension: str, owner: str, gateway: str, sid: str,
                        record: Message, now: int) -> bool:
@@ -380,7 +395,7 @@ class MemoryLedger(Ledger):
         self._gateway_extensions[gateway].add(key)
         self._owners[key] = (owner, None)
         self._grace.pop(key, None)
-        self._redeliver(tenant, extension, gateway, now)
+        self._redeliver(tenant, extension, gateway, now, bool(record.get("acks")))
         self._pull(tenant, extension, PULL_ON_REGISTER)
         return True
 

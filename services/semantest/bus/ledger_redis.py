@@ -117,8 +117,11 @@ class RedisLedger(Ledger):
         reply = await self._fcall(
             "register", tenant, extension, owner, gateway, sid, now,
             now - self.policy.gateway_dead_after_ms, record.get("maxConcurrency") or 0,
-            orjson.dumps(record), *capabilities)
+            orjson.dumps(record), int(bool(record.get("acks"))), *capabilities)
         return _text(reply[0]) == "ok"
+
+    async def received(self, tenant: str, extension: str, sid: str, command_id: str) -> None:
+        await self._fcall("received", tenant, extension, sid, command_id)
 
     async def unregister(self, tenant: str, extension: str, sid: str, now: int) -> None:
         await self._fcall("unregister", tenant, extension, sid, now, self.policy.grace_ms)

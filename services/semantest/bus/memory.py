@@ -214,7 +214,8 @@ class InProcessBus(Bus):
         return self.append(stream, message, maxlen)
 
     async def consume(
-        self, stream: str, group: str, consumer: str, start: str = "$"
+        self, stream: str, group: str, consumer: str, start: str = "$",
+        claim_idle_ms: int = 5000,
     ) -> AsyncIterator[list[Delivery]]:
         state = self._stream(stream)
         members = state.groups.setdefault(

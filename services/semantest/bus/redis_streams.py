@@ -198,7 +198,8 @@ class RedisStreamsBus(Bus):
         return out
 
     async def consume(
-        self, stream: str, group: str, consumer: str, start: str = "$"
+        self, stream: str, group: str, consumer: str, start: str = "$",
+        claim_idle_ms: int = CLAIM_IDLE_MS,
     ) -> AsyncIterator[list[Delivery]]:
         key = self._k(stream)
         reader = self._client(single_connection_client=True)
@@ -215,7 +216,7 @@ class RedisStreamsBus(Bus):
                 if loop.time() >= next_claim:
                     next_claim = loop.time() + CLAIM_EVERY_S
                     _, claimed, *_ = await reader.xautoclaim(
-                        key, group, consumer, CLAIM_IDLE_MS, "0-0", count=READ_BATCH
+                        key, group, consumer, claim_idle_ms, "0-0", count=READ_BATCH
                     )
                     if batch := self._deliveries(stream, claimed):
                         yield batch

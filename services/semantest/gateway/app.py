@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from semantest import protocol as p
-from semantest.bus.base import Bus, Message, entry_key
+from semantest.bus.base import Bus, Message
 from semantest.bus.ledger import INBOX_GROUP, Ledger
 from semantest.config import Settings
 from semantest.gateway import limits
@@ -30,6 +31,10 @@ log = logging.getLogger("semantest.gateway")
 
 AUTH_REPLY_TIMEOUT_S = 5.0
 HEARTBEAT_S = 5.0
+INBOX_CLAIM_IDLE_MS = 1000
+"""An inbox entry this gateway read but has not acknowledged for this long was lost on the way
+(a read retried after a Redis restart or stall): it takes it again."""
+REMEMBERED_ENTRIES = 100_000
 
 
 def now_ms() -> int:
@@ -48,7 +53,9 @@ class Gateway:
         self.ledger = ledger
         self.sockets = GatewaySockets(settings, bus, ledger, metrics, self.id)
         self._replies: dict[str, asyncio.Future[Message]] = {}
-        self._last_read: tuple[int, int] = (0, 0)
+        self._handled: OrderedDict[str, None] = OrderedDict()
+        """Inbox entries handled lately: one read again (its reply or acknowledgement was lost
+        to a Redis hiccup, so it came back from the pending list) is dropped."""
 
     def connection_counts(self) -> dict[str, int]:
         connections = self.sockets.connections
@@ -107,12 +114,15 @@ class Gateway:
         """Deliveries, acknowledged once handled. An entry seen again (its acknowledgement or
         the reply that carried it was lost to a Redis hiccup) is dropped: each entry once."""
         inbox = self.sockets.inbox
-        async for batch in self.bus.consume(inbox, INBOX_GROUP, self.id, start="0"):
+        handled = self._handled
+        async for batch in self.bus.consume(inbox, INBOX_GROUP, self.id, start="0",
+                                            claim_idle_ms=INBOX_CLAIM_IDLE_MS):
             for delivery in batch:
-                position = entry_key(delivery.id)
-                if position <= self._last_read:
+                if delivery.id in handled:
                     continue
-                self._last_read = position
+                handled[delivery.id] = None
+                if len(handled) > REMEMBERED_ENTRIES:
+                    handled.popitem(last=False)
                 message = delivery.message
                 if message.get("t") == p.DELIVER_HTTP_REPLY:
                     future = self._replies.get(message.get("rid", ""))

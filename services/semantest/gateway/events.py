@@ -28,6 +28,9 @@ class Handshake(Shape):
     name: Name | None = None
     version: Annotated[str, StringConstraints(max_length=64)] | None = None
     max_concurrency: int | None = Field(None, alias="maxConcurrency", ge=1, le=10_000)
+    acks: StrictBool = False
+    """The extension acknowledges every `command` (Socket.IO ack): then a command it may have
+    missed is sent again after a reconnect, marked `redelivered: true`."""
 
 
 class Command(BaseModel):

@@ -9,6 +9,7 @@ gateway's inbox.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -177,7 +178,8 @@ class GatewaySockets:
             "gw": self.gateway_id, "sid": sid, "extensionId": extension_id,
             "name": handshake.name or extension_id, "version": handshake.version,
             "capabilities": handshake.capabilities,
-            "maxConcurrency": handshake.max_concurrency, "connectedAt": int(time.time() * 1000),
+            "maxConcurrency": handshake.max_concurrency, "acks": handshake.acks,
+            "connectedAt": int(time.time() * 1000),
         }
         return Connection(sid, principal, role, extension_id, record)
 
@@ -390,6 +392,7 @@ class GatewaySockets:
         if kind == p.DELIVER_TO_CHANNEL:
             await self.channels.deliver(message)
             return
+        callback: Callable[..., Awaitable[None]] | None = None
         if kind == p.DELIVER_TO_SOCKET:
             sids = message["sids"]
             if message["event"] == "result":
@@ -406,6 +409,9 @@ class GatewaySockets:
                     await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
                     return
                 self.running[key] = (message["origin"], message["data"])
+                if self.connections.by_sid[sid].record.get("acks"):
+                    callback = functools.partial(self._received, tenant, extension_id, sid,
+                                                 key[2])
             elif message["event"] == "cancel":
                 self.running.pop(key, None)
             sids = [sid]
@@ -415,17 +421,24 @@ class GatewaySockets:
             if sid in self.connections.by_sid:
                 self.metrics.messages.add(1, OUTBOUND)
                 if self.sio.manager.is_connected(sid, "/"):
-                    await self.sio.emit(message["event"], message["data"], to=sid)
+                    await self.sio.emit(message["event"], message["data"], to=sid,
+                                        callback=callback)
                 else:  # work sent the moment it registered, before its CONNECT went out
                     task = asyncio.create_task(self._emit_once_connected(
-                        sid, message["event"], message["data"]))
+                        sid, message["event"], message["data"], callback))
                     self._early.add(task)
                     task.add_done_callback(self._early.discard)
 
-    async def _emit_once_connected(self, sid: str, event: str, data: Message) -> None:
+    async def _received(self, tenant: str, extension_id: str, sid: str, command_id: str,
+                        *_: Any) -> None:
+        """The extension's ack of a command (whatever it carries)."""
+        await self.ledger.received(tenant, extension_id, sid, command_id)
+
+    async def _emit_once_connected(self, sid: str, event: str, data: Message,
+                                   callback: Callable[..., Awaitable[None]] | None) -> None:
         for _ in range(CONNECTED_WAIT_TICKS):
             await asyncio.sleep(0)
             if self.sio.manager.is_connected(sid, "/"):
-                await self.sio.emit(event, data, to=sid)
+                await self.sio.emit(event, data, to=sid, callback=callback)
                 return
         log.warning("dropped %s for %s: its connect never completed", event, sid)
