@@ -219,15 +219,25 @@ async def test_work_a_dead_gateway_never_read_goes_where_the_extension_is(
     assert [m["data"]["id"] for m in await inbox(bus, OTHER_GW)] == ["r-2"]
 
 
+async def test_unread_work_follows_the_extension_to_its_new_gateway(
+        bus: Bus, ledger: Ledger) -> None:
+    await register(ledger, gateway=EXT_GW)
+    await ledger.accept(command("h-1"))
+    await register(ledger, gateway=OTHER_GW, sid="x2")  # moved while h-1 waited unread
+    assert [m["data"]["id"] for m in await inbox(bus, OTHER_GW)] == ["h-1"]
+    assert await inbox(bus, EXT_GW) == []  # taken out: the old gateway cannot send it too
+
+
 async def test_a_gateway_hands_back_work_for_an_extension_it_lost(bus: Bus,
                                                                  ledger: Ledger) -> None:
     await register(ledger, gateway=EXT_GW)
-    await ledger.accept(command("h-1"))
-    await register(ledger, gateway=OTHER_GW, sid="x2")  # moved while h-1 waited
-    assert await inbox(bus, OTHER_GW) == []  # EXT_GW is alive: it will read h-1
-    await ledger.handback("t", "e1", "h-1", EXT_GW)
-    await ledger.handback("t", "e1", "h-1", EXT_GW)  # a repeat changes nothing
-    assert [m["data"]["id"] for m in await inbox(bus, OTHER_GW)] == ["h-1"]
+    await ledger.accept(command("h-2"))
+    await ledger.unregister("t", "e1", "x1", now_ms())
+    await read_inbox_once(bus, EXT_GW)  # read while the extension was away
+    await ledger.handback("t", "e1", "h-2", EXT_GW)
+    await ledger.handback("t", "e1", "h-2", EXT_GW)  # a repeat changes nothing
+    await register(ledger, gateway=OTHER_GW, sid="x2")
+    assert [m["data"]["id"] for m in await inbox(bus, OTHER_GW)] == ["h-2"]
 
 
 async def test_a_large_result_is_delivered_whole_and_kept_without_data(

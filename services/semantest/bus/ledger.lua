@@ -389,12 +389,12 @@ local function read_up_to(K, gw)
 end
 
 -- The commands an extension holds that may never have reached it, sent to it at `gw`:
--- - unsent (handed back), or never read by a gateway that is gone: sent again;
+-- - unsent (handed back), or not read yet by their gateway: taken out of that inbox (it may be
+--   dead, or slow) and sent here;
 -- - read by their gateway but not acknowledged by the extension: sent again, marked, only to an
 --   extension that acknowledges every command (`acks`); for any other, a read command may have
---   reached it, and it is never sent twice;
--- - not read yet by a gateway that lives: that gateway delivers it or hands it back.
-local function redeliver(K, T, ext, gw, dead_before, acks)
+--   reached it, and it is never sent twice.
+local function redeliver(K, T, ext, gw, acks)
   local count = 0
   for _, id in ipairs(redis.call('SMEMBERS', K.running(ext))) do
     local c = fields(K.cmd(id), COMMAND_FIELDS)
@@ -402,15 +402,11 @@ local function redeliver(K, T, ext, gw, dead_before, acks)
       local send, again = false, false
       if c.gw == nil or c.gw == '' then
         send = true
+      elseif after(c.eid, read_up_to(K, c.gw)) then
+        redis.call('XDEL', K.inbox(c.gw), c.eid)
+        send = true
       else
-        local unread = after(c.eid, read_up_to(K, c.gw))
-        local seen = redis.call('ZSCORE', K.gateways, c.gw)
-        local alive = seen and tonumber(seen) >= dead_before
-        if unread then
-          send = not alive
-        else
-          send, again = acks, true
-        end
+        send, again = acks, true
       end
       if send then
         send_command(K, T, id, c, ext, gw, again)
@@ -429,22 +425,21 @@ local function received(_, ARGV)
   return 1
 end
 
--- register(P, T, ext, owner subject, gw, sid, now, dead_before, max concurrency (0 = none),
---          record JSON (for status), acks ("1": it acknowledges every command), capability...)
+-- register(P, T, ext, owner subject, gw, sid, max concurrency (0 = none), record JSON (for
+--          status), acks ("1": it acknowledges every command), capability...)
 -- → {"taken"} | {"ok", redelivered, pulled}
 local function register(_, ARGV)
   local P, T, ext, owner, gw, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local K = layout(P, T)
   local holder = redis.call('GET', K.owner(ext))
   if holder and holder ~= owner then return {'taken'} end
-  local now, dead_before = tonumber(ARGV[7]), tonumber(ARGV[8])
   local previous = redis.call('HGET', K.ext(ext), 'gw')
   if previous and previous ~= gw then
     redis.call('SREM', K.gateway_extensions(previous), member(T, ext))
   end
   redis.call('DEL', K.ext(ext))
-  local record = {'gw', gw, 'sid', sid, 'owner', owner, 'max', ARGV[9], 'record', ARGV[10]}
-  for i = 12, #ARGV do
+  local record = {'gw', gw, 'sid', sid, 'owner', owner, 'max', ARGV[7], 'record', ARGV[8]}
+  for i = 10, #ARGV do
     table.insert(record, 'c:' .. ARGV[i]); table.insert(record, '1')
   end
   redis.call('HSET', K.ext(ext), unpack(record))
@@ -452,7 +447,7 @@ local function register(_, ARGV)
   redis.call('SADD', K.gateway_extensions(gw), member(T, ext))
   redis.call('SET', K.owner(ext), owner)
   redis.call('ZREM', K.grace, member(T, ext))
-  local redelivered = redeliver(K, T, ext, gw, dead_before, ARGV[11] == '1')
+  local redelivered = redeliver(K, T, ext, gw, ARGV[9] == '1')
   local pulled = pull(K, T, ext, gw, PULL_ON_REGISTER)
   return {'ok', redelivered, pulled}
 end

@@ -348,27 +348,23 @@ class MemoryLedger(Ledger):
                                 error={"code": code, "message": "cancelled by the client"})
         return Ended(command.type, code, duration)
 
-    def _redeliver(self, tenant: str, extension_id: str, gateway: str, now: int,
-                   acks: bool) -> int:
+    def _redeliver(self, tenant: str, extension_id: str, gateway: str, acks: bool) -> int:
         """ledger.lua `redeliver`: what may never have reached the extension, sent again."""
         count = 0
-        dead_before = now - self.policy.gateway_dead_after_ms
         for command_id in sorted(self._running[(tenant, extension_id)]):
             command = self._commands.get((tenant, command_id))
             if (command is None or command.status != "dispatched"
                     or command.extension != extension_id or command.received):
                 continue
             send = again = False
+            inbox = p.gateway_inbox(command.gateway)
             if not command.gateway:
                 send = True
+            elif entry_key(command.entry) > self._bus.read_position(inbox, INBOX_GROUP):
+                self._bus.remove(inbox, command.entry)
+                send = True
             else:
-                position = self._bus.read_position(p.gateway_inbox(command.gateway),
-                                                   INBOX_GROUP)
-                alive = self._gateways.get(command.gateway, 0) >= dead_before
-                if entry_key(command.entry) > position:
-                    send = not alive
-                else:
-                    send, again = acks, True
+                send, again = acks, True
             if send:
                 self._send_command(command, gateway, again)
                 count += 1
@@ -395,7 +391,7 @@ class MemoryLedger(Ledger):
         self._gateway_extensions[gateway].add(key)
         self._owners[key] = (owner, None)
         self._grace.pop(key, None)
-        self._redeliver(tenant, extension, gateway, now, bool(record.get("acks")))
+        self._redeliver(tenant, extension, gateway, bool(record.get("acks")))
         self._pull(tenant, extension, PULL_ON_REGISTER)
         return True
 

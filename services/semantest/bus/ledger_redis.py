@@ -115,8 +115,7 @@ class RedisLedger(Ledger):
                        record: Message, now: int) -> bool:
         capabilities = record.get("capabilities") or ["*"]
         reply = await self._fcall(
-            "register", tenant, extension, owner, gateway, sid, now,
-            now - self.policy.gateway_dead_after_ms, record.get("maxConcurrency") or 0,
+            "register", tenant, extension, owner, gateway, sid, record.get("maxConcurrency") or 0,
             orjson.dumps(record), int(bool(record.get("acks"))), *capabilities)
         return _text(reply[0]) == "ok"
 

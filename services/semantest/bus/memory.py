@@ -198,6 +198,10 @@ class InProcessBus(Bus):
     def _message(self, data: object) -> Message:
         return decode(data) if self._codec else data  # type: ignore[arg-type, return-value]
 
+    def remove(self, stream: str, entry_id: str) -> None:
+        """XDEL, for the ledger's synchronous steps."""
+        self._stream(stream).delete({entry_key(entry_id)})
+
     def read_position(self, stream: str, group: str) -> tuple[int, int]:
         """The last entry the group was given (Redis' last-delivered-id)."""
         members = self._stream(stream).groups.get(group)
