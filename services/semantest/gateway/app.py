@@ -155,8 +155,7 @@ async def component(settings: Settings, bus: Bus, metrics: Metrics,
     try:
         yield gateway
     finally:
-        for sid in list(gateway.sockets.connections.by_sid):
-            await gateway.sockets.sio.disconnect(sid)
+        await gateway.sockets.close_all()
         await gateway.ledger.bury(now_ms(), gateway.id)
         for task in tasks:
             task.cancel()

@@ -39,6 +39,7 @@ log = logging.getLogger("semantest.gateway")
 INBOUND = {"direction": "inbound"}
 OUTBOUND = {"direction": "outbound"}
 DRAIN_POLL_S = 0.05
+CLOSE_WAIT_S = 1.0
 CONNECTED_WAIT_TICKS = 1000
 """Loop turns a delivery waits for its socket's CONNECT to go out (it takes one or two)."""
 
@@ -85,6 +86,7 @@ class GatewaySockets:
         # goes straight back to the origin, ahead of the result, which passes the router.
         self.running: dict[tuple[str, str, str], tuple[Message, Message]] = {}
         self._early: set[asyncio.Task[None]] = set()
+        self._closing: dict[str, asyncio.Task[None]] = {}
         self.draining = False
         self.status = StatusReport(ledger, self.connections)
         cors = settings.effective_cors
@@ -374,15 +376,32 @@ class GatewaySockets:
             for sid, connection in list(self.connections.by_sid.items()):
                 if connection.role is Role.EXTENSION or not connection.awaiting \
                         or loop.time() >= deadline:
-                    await self.close_transport(sid)
+                    self.close_transport(sid)
             await asyncio.sleep(DRAIN_POLL_S)
+        await self.closed()
 
-    async def close_transport(self, sid: str) -> None:
+    def close_transport(self, sid: str) -> None:
+        """Close a socket's transport in the background: a peer that no longer reads must not
+        hold up the others (engineio waits for its queue to drain)."""
+        if sid in self._closing:
+            return
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         if eio_sid is None:
             self.connections.remove(sid)
             return
-        await self.sio.eio.disconnect(eio_sid)
+        task = asyncio.create_task(self.sio.eio.disconnect(eio_sid))
+        self._closing[sid] = task
+        task.add_done_callback(lambda _: self._closing.pop(sid, None))
+
+    async def close_all(self) -> None:
+        for sid in list(self.connections.by_sid):
+            self.close_transport(sid)
+        await self.closed()
+
+    async def closed(self) -> None:
+        """Wait (a bounded time) for the transports being closed."""
+        if self._closing:
+            await asyncio.wait(list(self._closing.values()), timeout=CLOSE_WAIT_S)
 
     # --- deliveries from the bus --------------------------------------------------------------
 
