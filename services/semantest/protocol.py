@@ -7,9 +7,15 @@ This module holds names and small value types; it must not do I/O.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 
 VERSION = "1.0.0"
+
+
+def now_ms() -> int:
+    """Epoch milliseconds: the one clock every service stamps commands with."""
+    return int(time.time() * 1000)
 
 
 class ErrorCode(enum.StrEnum):

@@ -325,3 +325,15 @@ async def test_a_command_read_by_a_live_gateway_is_not_sent_twice(bus: Bus,
     await ledger.unregister("t", "e1", "x1", now_ms())
     await register(ledger, gateway=EXT_GW, sid="x2")
     assert len(await inbox(bus, EXT_GW)) == 1
+
+
+async def test_a_gateway_given_up_for_dead_hears_it_on_its_next_beat(
+        bus: Bus, ledger: Ledger) -> None:
+    assert not await ledger.heartbeat(EXT_GW, now_ms())  # new
+    assert await ledger.heartbeat(EXT_GW, now_ms())
+    await register(ledger)
+    await ledger.bury(now_ms(), EXT_GW)  # slow, not dead: buried all the same
+    assert await ledger.extensions("t") == []
+    assert not await ledger.heartbeat(EXT_GW, now_ms())  # told: it registers again
+    assert await register(ledger)
+    assert [e["extensionId"] for e in await ledger.extensions("t")] == ["e1"]

@@ -14,6 +14,7 @@ local INBOX_GROUP = 'gw'
 local INBOX_MAXLEN = 100000
 local AFFINITY_MS = 86400000
 local PULL_ON_REGISTER = 100
+local TARGETED_SCAN = 100
 
 local function enc(value) return cjson.encode(value) end
 
@@ -185,7 +186,7 @@ end
 -- oldest of each command type it runs (one queue per type: a type nobody runs blocks nothing).
 local function pull(K, T, ext, gw, most)
   local taken = 0
-  for _, id in ipairs(redis.call('ZRANGE', K.queue_for(ext), 0, most - 1)) do
+  for _, id in ipairs(redis.call('ZRANGE', K.queue_for(ext), 0, TARGETED_SCAN - 1)) do
     local c = fields(K.cmd(id), COMMAND_FIELDS)
     if c.st ~= 'queued' then
       redis.call('ZREM', K.queue_for(ext), id)
@@ -210,6 +211,7 @@ local function pull(K, T, ext, gw, most)
         taken = taken + 1
       else
         redis.call('ZREM', K.queue(typ), id)
+        if redis.call('ZCARD', K.queue(typ)) == 0 then redis.call('SREM', K.queued_types, typ) end
       end
     end
   end
@@ -282,7 +284,7 @@ local function in_list(json, value)
 end
 
 -- accept(P, T, subject, origin gw, origin sid, id, type, session, target, deadline, now,
---        command JSON, echo JSON fragment, retention ms, max queued per principal,
+--        command JSON, echo JSON fragment, max queued per principal,
 --        sessions the caller may read (JSON array))
 -- → {"dispatched", ext} | {"queued"} | {"running"} | {"done"} | {"taken"} | {"full"}
 local function accept(_, ARGV)
@@ -293,7 +295,7 @@ local function accept(_, ARGV)
   if known.st then
     -- A re-sent id never runs twice: the sender (or a reader of its session) gets the result,
     -- or becomes the one the result goes to.
-    if known.subj ~= subj and not in_list(ARGV[16], known.sess) then return {'taken'} end
+    if known.subj ~= subj and not in_list(ARGV[15], known.sess) then return {'taken'} end
     if known.st == 'done' then
       to_socket(K, ogw, osid, 'result', known.res)
       return {'done'}
@@ -307,13 +309,12 @@ local function accept(_, ARGV)
     acc = ARGV[11], dl = ARGV[10], echo = ARGV[13], cmd = ARGV[12]}
   local ext, gw = place(K, c, target)
   if not ext then
-    if tonumber(redis.call('HGET', K.queued_by, subj) or 0) >= tonumber(ARGV[15]) then
+    if tonumber(redis.call('HGET', K.queued_by, subj) or 0) >= tonumber(ARGV[14]) then
       return {'full'}
     end
   end
   redis.call('HSET', key, 'st', 'new', 'subj', subj, 'typ', typ, 'sess', sess, 'tgt', target,
     'ogw', ogw, 'osid', osid, 'acc', c.acc, 'dl', c.dl, 'echo', c.echo, 'cmd', c.cmd)
-  redis.call('PEXPIRE', key, math.max(dl - now, 0) + tonumber(ARGV[14]))
   redis.call('ZADD', K.deadlines, dl, member(T, id))
   redis.call('HINCRBY', K.stats, 'inflight', 1)
   if ext then
@@ -558,9 +559,13 @@ local function expire_grace(_, ARGV)
 end
 
 -- heartbeat(P, gw, now): this gateway is alive.
+-- → 0 when the gateway was not known (new, or buried while it was only slow): it must register
+-- its extensions again. Its inbox loses the expiry a burial gave it.
 local function heartbeat(_, ARGV)
+  local known = redis.call('ZSCORE', ARGV[1] .. 'gateways', ARGV[2])
   redis.call('ZADD', ARGV[1] .. 'gateways', tonumber(ARGV[3]), ARGV[2])
-  return 1
+  redis.call('PERSIST', ARGV[1] .. 'gw:' .. ARGV[2])
+  return known and 1 or 0
 end
 
 -- bury(P, dead_before, now, grace, retention): gateways silent since `dead_before` are gone;

@@ -120,7 +120,9 @@ class Ledger(abc.ABC):
         """Extensions gone past their grace: their commands end EXTENSION_DISCONNECTED."""
 
     @abc.abstractmethod
-    async def heartbeat(self, gateway: str, now: int) -> None: ...
+    async def heartbeat(self, gateway: str, now: int) -> bool:
+        """This gateway lives; False when it was not known (new, or buried while only slow:
+        then it registers its extensions again)."""
 
     @abc.abstractmethod
     async def bury(self, now: int, gateway: str | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Nothing here awaits between reading a command's state and writing it, so on one event loop every
 operation is as atomic as a Redis function. Read ledger.lua for the rules; this file follows it
-function by function and passes objects, not bytes.
+function by function (what Redis expires by itself is pruned in `bury`) and passes objects, not
+bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from semantest.bus.memory import InProcessBus
 
 PULL_ON_REGISTER = 100
+TARGETED_SCAN = 100
 AFFINITY_MS = 86_400_000
 
 
@@ -158,9 +160,9 @@ class MemoryLedger(Ledger):
         best: tuple[int, str, _Extension] | None = None
         for (owner_tenant, extension_id), extension in self._extensions.items():
             if owner_tenant == tenant and extension.can_take(command.type):
-                load = len(extension.running)
-                if best is None or load < best[0]:
-                    best = (load, extension_id, extension)
+                candidate = (len(extension.running), extension_id, extension)
+                if best is None or candidate[:2] < best[:2]:  # least load, then lowest id
+                    best = candidate
         return (best[1], best[2]) if best else None
 
     def _dequeue(self, command: _Command) -> None:
@@ -184,7 +186,7 @@ class MemoryLedger(Ledger):
         taken = 0
         if extension is None:
             return taken
-        for command_id in list(self._waiting_for.get((tenant, extension_id), ()))[:most]:
+        for command_id in list(self._waiting_for.get((tenant, extension_id), ()))[:TARGETED_SCAN]:
             command = self._commands[(tenant, command_id)]
             if taken < most and extension.can_take(command.type):
                 self._dequeue(command)
@@ -196,6 +198,8 @@ class MemoryLedger(Ledger):
                 command = self._commands.get((tenant, next(iter(queue))))
                 if command is None or command.status != "queued":
                     queue.popitem(last=False)
+                    if not queue:
+                        del self._queues[tenant][command_type]
                     continue
                 self._dequeue(command)
                 self._dispatch(command, extension_id, extension)
@@ -229,7 +233,9 @@ class MemoryLedger(Ledger):
         if previous == "queued":
             self._dequeue(command)
         elif command.extension:
-            self._running[(tenant, command.extension)].discard(command.id)
+            running = self._running.get((tenant, command.extension))
+            if running is not None:
+                running.discard(command.id)
             extension = self._extensions.get((tenant, command.extension))
             if tell_extension and extension is not None:
                 self._deliver(extension.gateway, {
@@ -427,10 +433,10 @@ class MemoryLedger(Ledger):
         self._forget_ended(now)
         ended = []
         while self._deadlines and self._deadlines[0][0] <= now and len(ended) < SWEEP_LIMIT:
-            _, tenant, command_id = heapq.heappop(self._deadlines)
+            deadline, tenant, command_id = heapq.heappop(self._deadlines)
             command = self._commands.get((tenant, command_id))
-            if command is None or command.status == "done":
-                continue
+            if command is None or command.status == "done" or command.deadline != deadline:
+                continue  # ended already, or an old entry of a forgotten id used again
             if command.status == "dispatched":
                 code, text = p.ErrorCode.TIMEOUT.value, "the command timed out"
             else:
@@ -460,10 +466,15 @@ class MemoryLedger(Ledger):
                     ended.append(Ended(command.type, code, duration))
         return Sweep(ended, [])
 
-    async def heartbeat(self, gateway: str, now: int) -> None:
+    async def heartbeat(self, gateway: str, now: int) -> bool:
+        known = gateway in self._gateways
         self._gateways[gateway] = now
+        return known
 
     async def bury(self, now: int, gateway: str | None = None) -> int:
+        # What Redis lets expire: owners past their grace, session affinities past a day.
+        self._owners = {k: o for k, o in self._owners.items() if o[1] is None or o[1] > now}
+        self._affinity = {k: a for k, a in self._affinity.items() if a[1] > now}
         if gateway is not None:
             self._gateways[gateway] = 0
         dead_before = now - self.policy.gateway_dead_after_ms

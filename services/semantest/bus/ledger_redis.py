@@ -84,8 +84,8 @@ class RedisLedger(Ledger):
             command.origin["sid"], payload["id"], payload["type"],
             payload.get("sessionId") or "", wanted if isinstance(wanted, str) else "",
             payload["deadline"], payload["accepted"], orjson.dumps(payload),
-            orjson.dumps(p.echo(payload))[1:-1], self.policy.retention_ms,
-            self.policy.max_queued, orjson.dumps(command.readable_sessions))
+            orjson.dumps(p.echo(payload))[1:-1], self.policy.max_queued,
+            orjson.dumps(command.readable_sessions))
         return Accepted(_text(reply[0]), _text(reply[1]) if len(reply) > 1 else None)
 
     async def report(self, tenant: str, extension: str, sid: str, report: Message,
@@ -140,8 +140,8 @@ class RedisLedger(Ledger):
     async def expire_grace(self, now: int) -> Sweep:
         return await self._sweep("expire_grace", now)
 
-    async def heartbeat(self, gateway: str, now: int) -> None:
-        await self._fcall("heartbeat", gateway, now)
+    async def heartbeat(self, gateway: str, now: int) -> bool:
+        return bool(await self._fcall("heartbeat", gateway, now))
 
     async def bury(self, now: int, gateway: str | None = None) -> int:
         if gateway is not None:  # leaving: mark it long silent

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -31,14 +30,12 @@ log = logging.getLogger("semantest.gateway")
 
 AUTH_REPLY_TIMEOUT_S = 5.0
 HEARTBEAT_S = 5.0
+RETRY_S = 1.0
 INBOX_CLAIM_IDLE_MS = 1000
 """An inbox entry this gateway read but has not acknowledged for this long was lost on the way
 (a read retried after a Redis restart or stall): it takes it again."""
 REMEMBERED_ENTRIES = 100_000
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def error_response(status: int, code: ErrorCode, message: str) -> web.Response:
@@ -100,9 +97,14 @@ class Gateway:
 
     async def heartbeat(self) -> None:
         """Tell the routers this gateway lives; silent too long, its extensions are let go."""
+        first = True
         while True:
             try:
-                await self.ledger.heartbeat(self.id, now_ms())
+                if not await self.ledger.heartbeat(self.id, p.now_ms()) and not first:
+                    log.warning("gateway %s was given up for dead (silent too long): "
+                                "registering its extensions again", self.id)
+                    await self.sockets.register_again()
+                first = False
             except Exception:
                 log.exception("heartbeat failed")
             await asyncio.sleep(HEARTBEAT_S)
@@ -111,6 +113,15 @@ class Gateway:
         await self.sockets.drain(timeout_s)
 
     async def read_inbox(self) -> None:
+        """Read the inbox for as long as the gateway runs, whatever Redis does meanwhile."""
+        while True:
+            try:
+                await self._read_inbox()
+            except Exception:
+                log.exception("reading the inbox failed; reading again in %.0f s", RETRY_S)
+                await asyncio.sleep(RETRY_S)
+
+    async def _read_inbox(self) -> None:
         """Deliveries, acknowledged once handled. An entry seen again (its acknowledgement or
         the reply that carried it was lost to a Redis hiccup) is dropped: each entry once."""
         inbox = self.sockets.inbox
@@ -156,7 +167,7 @@ async def component(settings: Settings, bus: Bus, metrics: Metrics,
         yield gateway
     finally:
         await gateway.sockets.close_all()
-        await gateway.ledger.bury(now_ms(), gateway.id)
-        for task in tasks:
+        for task in tasks:  # no heartbeat after the burial below
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await gateway.ledger.bury(p.now_ms(), gateway.id)

@@ -44,7 +44,7 @@ class Connections:
             key = (connection.principal.tenant, connection.extension_id)
             if self.extensions.get(key) == sid:
                 del self.extensions[key]
-                if restore is not None:
+                if restore is not None and restore in self.by_sid:
                     self.extensions[key] = restore
         return connection
 

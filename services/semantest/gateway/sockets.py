@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,12 +39,11 @@ INBOUND = {"direction": "inbound"}
 OUTBOUND = {"direction": "outbound"}
 DRAIN_POLL_S = 0.05
 CLOSE_WAIT_S = 1.0
-CONNECTED_WAIT_TICKS = 1000
-"""Loop turns a delivery waits for its socket's CONNECT to go out (it takes one or two)."""
+CONNECT_POLL_S = 0.005
+CONNECT_SETTLE_S = 5.0
+"""How long work for a just-registered extension waits for its CONNECT to go out (it takes
+a loop turn or two; a register reply delayed by Redis can make it longer)."""
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class UncompressedWebSocket(WebSocket):
@@ -82,9 +80,10 @@ class GatewaySockets:
         self.limits = limits.Limits(settings, bus.store)
         self.revocations = revocations.Revocations()
         self.connections = Connections()
-        # Commands this gateway's extensions are running, and where they came from: progress
-        # goes straight back to the origin, ahead of the result, which passes the router.
-        self.running: dict[tuple[str, str, str], tuple[Message, Message]] = {}
+        # Commands given to this gateway's extensions: (origin, command, extension socket).
+        # Progress goes straight to the origin's inbox (no ledger call); the result goes through
+        # the ledger, which ends the command.
+        self.running: dict[tuple[str, str, str], tuple[Message, Message, str]] = {}
         self._early: set[asyncio.Task[None]] = set()
         self._closing: dict[str, asyncio.Task[None]] = {}
         self.draining = False
@@ -146,11 +145,20 @@ class GatewaySockets:
         holder = self.connections.extension_sid(connection.principal.tenant,
                                                 connection.extension_id or "")
         self.connections.add(connection)
-        if connection.role is Role.EXTENSION and not await self._register(connection):
-            self.connections.remove(sid, restore=holder)
-            raise socketio.exceptions.ConnectionRefusedError(ErrorCode.FORBIDDEN.value, {
-                "code": ErrorCode.FORBIDDEN.value,
-                "message": "this extensionId is registered by another credential"})
+        if connection.role is Role.EXTENSION:
+            try:
+                registered = await self._register(connection)
+            except Exception:
+                self.connections.remove(sid, restore=holder)
+                log.exception("cannot register extension %s", connection.extension_id)
+                refusal = HubError(ErrorCode.UNAVAILABLE, "cannot register the extension now")
+                raise socketio.exceptions.ConnectionRefusedError(
+                    refusal.code.value, refusal.as_dict()) from None
+            if not registered:
+                self.connections.remove(sid, restore=holder)
+                raise socketio.exceptions.ConnectionRefusedError(ErrorCode.FORBIDDEN.value, {
+                    "code": ErrorCode.FORBIDDEN.value,
+                    "message": "this extensionId is registered by another credential"})
         kind = {"type": connection.role.value}
         self.metrics.connections.add(1, kind)
         self.metrics.connections_active.add(1, kind)
@@ -181,9 +189,16 @@ class GatewaySockets:
             "name": handshake.name or extension_id, "version": handshake.version,
             "capabilities": handshake.capabilities,
             "maxConcurrency": handshake.max_concurrency, "acks": handshake.acks,
-            "connectedAt": int(time.time() * 1000),
+            "connectedAt": p.now_ms(),
         }
         return Connection(sid, principal, role, extension_id, record)
+
+    async def register_again(self) -> None:
+        """After this gateway was given up for dead: its extensions take their ids again, or
+        are let go (another principal took the id meanwhile)."""
+        for sid, connection in list(self.connections.by_sid.items()):
+            if connection.role is Role.EXTENSION and not await self._register(connection):
+                self.close_transport(sid)
 
     async def _register(self, connection: Connection) -> bool:
         """Take the extension id for this connection: False when another principal holds it."""
@@ -191,7 +206,7 @@ class GatewaySockets:
         assert extension_id is not None
         return await self.ledger.register(principal.tenant, extension_id, principal.subject,
                                           self.gateway_id, connection.sid, connection.record,
-                                          now_ms())
+                                          p.now_ms())
 
     async def on_disconnect(self, sid: str, *_: Any) -> None:
         connection = self.connections.remove(sid)
@@ -203,8 +218,8 @@ class GatewaySockets:
             await self.sessions.detach(connection, session_id)
         if connection.role is Role.EXTENSION and connection.extension_id is not None:
             tenant = connection.principal.tenant
-            await self.ledger.unregister(tenant, connection.extension_id, sid, now_ms())
-            for key in [k for k in self.running if k[:2] == (tenant, connection.extension_id)]:
+            await self.ledger.unregister(tenant, connection.extension_id, sid, p.now_ms())
+            for key in [k for k, v in self.running.items() if v[2] == sid]:
                 del self.running[key]
 
     # --- events ------------------------------------------------------------------------------
@@ -283,7 +298,7 @@ class GatewaySockets:
         payload = dict(data)
         payload["id"] = command.id or str(uuid.uuid4())
         payload["timeout"] = timeout
-        accepted = now_ms()
+        accepted = p.now_ms()
         payload["accepted"] = accepted
         payload["deadline"] = accepted + timeout
         principal = connection.principal
@@ -318,7 +333,7 @@ class GatewaySockets:
         cancel = events.parse(events.Cancel, data)
         principal = connection.principal
         ended = await self.ledger.cancel(principal.tenant, principal.subject, cancel.id,
-                                         self._sessions_with(connection, p.WRITE), now_ms())
+                                         self._sessions_with(connection, p.WRITE), p.now_ms())
         if ended is None:  # the same answer whether it never existed or is not yours
             raise HubError(ErrorCode.VALIDATION_FAILED, "no command with this id is in flight")
         self._ended(ended)
@@ -330,12 +345,12 @@ class GatewaySockets:
     async def progress(self, connection: Connection, data: Any) -> Message:
         report = events.parse(events.Progress, data).model_dump(exclude_none=True)
         running = self.running.get(self._running_key(connection, report["id"]))
-        if running is None:  # e.g. reported after a reconnect: the ledger knows the origin
+        if running is None or running[2] != connection.sid:  # the ledger knows the origin
             await self.ledger.progress(connection.principal.tenant, connection.extension_id or "",
                                        connection.sid, report["id"],
                                        p.progress_event(report, report))
             return {"id": report["id"], "accepted": True}
-        origin, command = running
+        origin, command, _ = running
         event = p.progress_event(command, report)
         await self.outbox.to_socket(origin, "progress", event)
         if command.get("sessionId"):
@@ -348,13 +363,13 @@ class GatewaySockets:
         self.running.pop(self._running_key(connection, report["id"]), None)
         self._ended(await self.ledger.report(connection.principal.tenant,
                                              connection.extension_id or "", connection.sid,
-                                             report, now_ms()))
+                                             report, p.now_ms()))
         return {"id": report["id"], "accepted": True}
 
     async def ping(self, connection: Connection, data: Any) -> Message:
         sent = data.get("timestamp") if isinstance(data, dict) else data
         return {"timestamp": sent if isinstance(sent, int | float | str) else None,
-                "serverTime": int(time.time() * 1000)}
+                "serverTime": p.now_ms()}
 
     async def report_status(self, connection: Connection, _: Any) -> Message:
         return await self.status.for_tenant(connection.principal.tenant)
@@ -411,53 +426,60 @@ class GatewaySockets:
         if kind == p.DELIVER_TO_CHANNEL:
             await self.channels.deliver(message)
             return
-        callback: Callable[..., Awaitable[None]] | None = None
         if kind == p.DELIVER_TO_SOCKET:
-            sids = message["sids"]
-            if message["event"] == "result":
-                for sid in sids:
-                    connection = self.connections.by_sid.get(sid)
-                    if connection is not None:
-                        connection.awaiting.discard(message["data"]["id"])
+            await self._to_sockets(message)
         elif kind == p.DELIVER_TO_EXTENSION:
-            tenant, extension_id = message["tenant"], message["ext"]
-            sid = self.connections.extension_sid(tenant, extension_id)
-            key = (tenant, extension_id, message["data"]["id"])
-            if message["event"] == "command":
-                if sid is None:  # it left or moved: the ledger sends it where it is now
-                    await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
-                    return
-                self.running[key] = (message["origin"], message["data"])
-                if self.connections.by_sid[sid].record.get("acks"):
-                    callback = functools.partial(self._received, tenant, extension_id, sid,
-                                                 key[2])
-            elif message["event"] == "cancel":
-                self.running.pop(key, None)
-            sids = [sid]
-        else:
-            return
-        for sid in sids:
-            if sid in self.connections.by_sid:
+            await self._to_extension(message)
+
+    async def _to_sockets(self, message: Message) -> None:
+        result = message["data"]["id"] if message["event"] == "result" else None
+        for sid in message["sids"]:
+            connection = self.connections.by_sid.get(sid)
+            if connection is not None:
+                connection.awaiting.discard(result)
                 self.metrics.messages.add(1, OUTBOUND)
-                if self.sio.manager.is_connected(sid, "/"):
-                    await self.sio.emit(message["event"], message["data"], to=sid,
-                                        callback=callback)
-                else:  # work sent the moment it registered, before its CONNECT went out
-                    task = asyncio.create_task(self._emit_once_connected(
-                        sid, message["event"], message["data"], callback))
-                    self._early.add(task)
-                    task.add_done_callback(self._early.discard)
+                await self.sio.emit(message["event"], message["data"], to=sid)
+
+    async def _to_extension(self, message: Message) -> None:
+        tenant, extension_id = message["tenant"], message["ext"]
+        sid = self.connections.extension_sid(tenant, extension_id)
+        key = (tenant, extension_id, message["data"]["id"])
+        if message["event"] == "cancel":
+            self.running.pop(key, None)
+        elif sid is None:  # it left or moved: the ledger sends it where it is now
+            await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
+            return
+        if sid is None:
+            return
+        if not self.sio.manager.is_connected(sid, "/"):
+            # Work sent the moment it registered, before its CONNECT went out (or for a
+            # newcomer about to be refused): deliver once that is settled.
+            task = asyncio.create_task(self._when_connected(sid, message))
+            self._early.add(task)
+            task.add_done_callback(self._early.discard)
+            return
+        callback = None
+        if message["event"] == "command":
+            self.running[key] = (message["origin"], message["data"], sid)
+            if self.connections.by_sid[sid].record.get("acks"):
+                callback = functools.partial(self._received, tenant, extension_id, sid, key[2])
+        self.metrics.messages.add(1, OUTBOUND)
+        await self.sio.emit(message["event"], message["data"], to=sid, callback=callback)
+
+    async def _when_connected(self, sid: str, message: Message) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECT_SETTLE_S
+        while sid in self.connections.by_sid and not self.sio.manager.is_connected(sid, "/"):
+            if loop.time() >= deadline:
+                log.warning("%s never completed its connect: giving its work back", sid)
+                self.close_transport(sid)
+                break
+            await asyncio.sleep(CONNECT_POLL_S)
+        if self.sio.manager.is_connected(sid, "/") or message["event"] == "command":
+            await self._to_extension(message)  # to whoever holds the extension now
 
     async def _received(self, tenant: str, extension_id: str, sid: str, command_id: str,
                         *_: Any) -> None:
         """The extension's ack of a command (whatever it carries)."""
         await self.ledger.received(tenant, extension_id, sid, command_id)
 
-    async def _emit_once_connected(self, sid: str, event: str, data: Message,
-                                   callback: Callable[..., Awaitable[None]] | None) -> None:
-        for _ in range(CONNECTED_WAIT_TICKS):
-            await asyncio.sleep(0)
-            if self.sio.manager.is_connected(sid, "/"):
-                await self.sio.emit(event, data, to=sid, callback=callback)
-                return
-        log.warning("dropped %s for %s: its connect never completed", event, sid)

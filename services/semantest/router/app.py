@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
+from semantest import protocol as p
 from semantest.bus.ledger import SWEEP_LIMIT, Ledger, Sweep
 from semantest.telemetry import Metrics
 
@@ -25,9 +25,6 @@ TICK_S = 0.1
 BURY_EVERY_TICKS = 20
 MAX_REMEMBERED_UNREADABLE = 1000
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Router:
@@ -49,7 +46,7 @@ class Router:
                 log.warning("dropped an unreadable schedule entry %r", entry[:200])
 
     async def sweep(self, ticks: int) -> None:
-        now = now_ms()
+        now = p.now_ms()
         for step in (self.ledger.expire, self.ledger.expire_grace):
             while True:  # a full batch means more may be due
                 sweep = await step(now)
