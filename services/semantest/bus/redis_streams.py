@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import hiredis
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -31,6 +32,24 @@ CLAIM_IDLE_MS = 5000
 """An entry unacked this long is taken over from its (presumably dead) consumer."""
 CLAIM_EVERY_S = 1.0
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+class _HiredisPacking:
+    """redis-py's asyncio connections pack every command in Python; hiredis packs them in C
+    (10.7 µs → 1.9 µs for a 360-byte XADD; docs/performance.md)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " in args[0]:  # "XINFO STREAM": one word per argument
+            args = (*args[0].split(), *args[1:])
+        return [hiredis.pack_command(args)]
+
+
+class _Connection(_HiredisPacking, aioredis.Connection):
+    pass
+
+
+class _SSLConnection(_HiredisPacking, aioredis.SSLConnection):
+    pass
 
 
 def _retry() -> Retry:
@@ -171,6 +190,7 @@ class RedisStreamsBus(Bus):
             retry=_retry(),
             retry_on_error=list(_RETRYABLE),
             health_check_interval=30,
+            connection_class=_SSLConnection if self._url.startswith("rediss://") else _Connection,
             **options,
         )
 
