@@ -496,66 +496,62 @@ local function split(entry)
   return nil, nil
 end
 
--- expire(P, now, limit, retention, max result bytes, channel history)
+-- Take the entries of a schedule that are due, each out of the schedule in the same step, and
+-- end what `due(K, T, name, ended, o)` says; an entry that cannot be read is dropped and listed.
+-- ARGV: P, now, limit, retention, max result bytes, channel history
 -- → {ended: {type, code, duration}..., unreadable: {member}...}
-local function expire(_, ARGV)
+local function sweep(schedule, due, ARGV)
   local P, now = ARGV[1], tonumber(ARGV[2])
   local o = ending(ARGV, 4)
+  o.success, o.now = false, now
   local ended, unreadable = {}, {}
-  for _, entry in ipairs(redis.call('ZRANGE', P .. 'deadlines', '-inf', now, 'BYSCORE',
+  for _, entry in ipairs(redis.call('ZRANGE', P .. schedule, '-inf', now, 'BYSCORE',
       'LIMIT', 0, tonumber(ARGV[3]))) do
-    redis.call('ZREM', P .. 'deadlines', entry)
-    local T, id = split(entry)
-    if not T then
-      table.insert(unreadable, entry)
+    redis.call('ZREM', P .. schedule, entry)
+    local T, name = split(entry)
+    if T then
+      due(layout(P, T), T, name, ended, o)
     else
-      local K = layout(P, T)
-      local c = fields(K.cmd(id), COMMAND_FIELDS)
-      if c.st and c.st ~= 'done' then
-        local code, text = 'TIMEOUT', 'the command timed out'
-        if c.st ~= 'dispatched' then
-          code, text = 'NO_EXTENSION', 'no capable extension connected before the deadline'
-        end
-        local e = {success = false, tell_extension = true, retention = o.retention,
-          max_result = o.max_result, history = o.history,
-          error = '{"code":"' .. code .. '","message":"' .. text .. '"}'}
-        table.insert(ended, {c.typ, code, finish(K, T, id, c, now, e)})
-      end
+      table.insert(unreadable, entry)
     end
   end
   return {ended, unreadable}
 end
 
--- expire_grace(P, now, limit, retention, max result bytes, channel history)
--- → {ended: {type, code, duration}..., unreadable: {member}...}
+local function failure(code, text)
+  return '{"code":"' .. code .. '","message":"' .. text .. '"}'
+end
+
+-- expire: commands past their deadline end TIMEOUT (placed) or NO_EXTENSION (never placed).
+local function expire(_, ARGV)
+  return sweep('deadlines', function(K, T, id, ended, o)
+    local c = fields(K.cmd(id), COMMAND_FIELDS)
+    if not c.st or c.st == 'done' then return end
+    local code, text = 'TIMEOUT', 'the command timed out'
+    if c.st ~= 'dispatched' then
+      code, text = 'NO_EXTENSION', 'no capable extension connected before the deadline'
+    end
+    o.error, o.tell_extension = failure(code, text), true
+    table.insert(ended, {c.typ, code, finish(K, T, id, c, o.now, o)})
+  end, ARGV)
+end
+
+-- expire_grace: an extension gone past its grace period; its commands end
+-- EXTENSION_DISCONNECTED.
 local function expire_grace(_, ARGV)
-  local P, now = ARGV[1], tonumber(ARGV[2])
-  local o = ending(ARGV, 4)
-  local ended, unreadable = {}, {}
-  for _, entry in ipairs(redis.call('ZRANGE', P .. 'grace', '-inf', now, 'BYSCORE',
-      'LIMIT', 0, tonumber(ARGV[3]))) do
-    redis.call('ZREM', P .. 'grace', entry)
-    local T, ext = split(entry)
-    if not T then
-      table.insert(unreadable, entry)
-    else
-      local K = layout(P, T)
-      if redis.call('EXISTS', K.ext(ext)) == 0 then
-        for _, id in ipairs(redis.call('SMEMBERS', K.running(ext))) do
-          local c = fields(K.cmd(id), COMMAND_FIELDS)
-          if c.st == 'dispatched' and c.ext == ext then
-            local e = {success = false, retention = o.retention, max_result = o.max_result,
-              history = o.history, error = '{"code":"EXTENSION_DISCONNECTED","message":'
-                .. '"the extension disconnected and did not come back"}'}
-            table.insert(ended, {c.typ, 'EXTENSION_DISCONNECTED', finish(K, T, id, c, now, e)})
-          else
-            redis.call('SREM', K.running(ext), id)
-          end
-        end
+  return sweep('grace', function(K, T, ext, ended, o)
+    if redis.call('EXISTS', K.ext(ext)) == 1 then return end  -- it came back in time
+    o.error, o.tell_extension = failure('EXTENSION_DISCONNECTED',
+      'the extension disconnected and did not come back'), false
+    for _, id in ipairs(redis.call('SMEMBERS', K.running(ext))) do
+      local c = fields(K.cmd(id), COMMAND_FIELDS)
+      if c.st == 'dispatched' and c.ext == ext then
+        table.insert(ended, {c.typ, 'EXTENSION_DISCONNECTED', finish(K, T, id, c, o.now, o)})
+      else
+        redis.call('SREM', K.running(ext), id)
       end
     end
-  end
-  return {ended, unreadable}
+  end, ARGV)
 end
 
 -- heartbeat(P, gw, now): this gateway is alive.
