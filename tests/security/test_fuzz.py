@@ -42,7 +42,11 @@ json_values = st.recursive(
     | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
 KNOWN: dict[str, list[str]] = {"id": ["fuzz-ext", "bystander"], "token": []}
 """Ids and share tokens that exist (filled in by the fixture), so payloads reach deep paths."""
-ids = st.text(min_size=1, max_size=40) | st.deferred(lambda: st.sampled_from(KNOWN["id"]))
+ids = (st.text(min_size=1, max_size=40)
+       # control characters and separators: an id must never split a key or a schedule entry
+       | st.text(alphabet=st.sampled_from("ab-\x00\x1f\x1e\n\t \x7f\u2028:"), min_size=1,
+                 max_size=8)
+       | st.deferred(lambda: st.sampled_from(KNOWN["id"])))
 tokens = st.text(max_size=60) | st.deferred(lambda: st.sampled_from(KNOWN["token"]))
 channels = st.lists(st.from_regex(r"[A-Za-z0-9_.:-]{1,12}", fullmatch=True), max_size=5)
 
