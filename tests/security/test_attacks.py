@@ -78,28 +78,32 @@ def hs512() -> str:
         return jwt.encode(claims(), SECRET, algorithm="HS512")
 
 
-FORGED_TOKENS = {
-    "another secret": (jwt.encode(claims(), "guessed-secret-guessed-secret-0123456789"),
-                       "AUTH_INVALID"),
-    "alg none": (jwt.encode(claims(), None, algorithm="none"), "AUTH_INVALID"),
-    "alg none, signature kept": (
-        jwt.encode(claims(), None, algorithm="none") + jwt.encode(claims(), SECRET).split(".")[2],
-        "AUTH_INVALID"),
-    "RS256 by the attacker": (jwt.encode(claims(), ATTACKER_RSA, algorithm="RS256"),
-                              "AUTH_INVALID"),
-    "HS256 keyed with a public key": (hs256_with_public_key(), "AUTH_INVALID"),
-    "HS512 with the right secret": (hs512(), "AUTH_INVALID"),
-    "expired": (jwt.encode(claims(exp=int(time.time()) - 120), SECRET), "AUTH_EXPIRED"),
-    "not yet valid": (jwt.encode(claims(nbf=int(time.time()) + 3600), SECRET), "AUTH_INVALID"),
-    "issued in the future": (jwt.encode(claims(iat=int(time.time()) + 3600), SECRET),
-                             "AUTH_INVALID"),
-    "no expiry": (jwt.encode({k: v for k, v in claims().items() if k != "exp"}, SECRET),
-                  "AUTH_INVALID"),
-    "scopes not a list": (jwt.encode(claims(scopes="admin"), SECRET), "AUTH_INVALID"),
-    "share-token audience": (jwt.encode(claims(aud="semantest:session-share"), SECRET),
-                             "AUTH_INVALID"),
-    "not a JWT": ("definitely.not.a-jwt", "AUTH_INVALID"),
-}
+def forged_tokens() -> dict[str, tuple[str, str]]:
+    """Made when a test runs, not at collection: a valid-looking token must not expire
+    while a long suite runs (they are valid for 10 minutes)."""
+    return {
+        "another secret": (jwt.encode(claims(), "guessed-secret-guessed-secret-0123456789"),
+                           "AUTH_INVALID"),
+        "alg none": (jwt.encode(claims(), None, algorithm="none"), "AUTH_INVALID"),
+        "alg none, signature kept": (
+            jwt.encode(claims(), None, algorithm="none")
+            + jwt.encode(claims(), SECRET).split(".")[2], "AUTH_INVALID"),
+        "RS256 by the attacker": (jwt.encode(claims(), ATTACKER_RSA, algorithm="RS256"),
+                                  "AUTH_INVALID"),
+        "HS256 keyed with a public key": (hs256_with_public_key(), "AUTH_INVALID"),
+        "HS512 with the right secret": (hs512(), "AUTH_INVALID"),
+        "expired": (jwt.encode(claims(exp=int(time.time()) - 120), SECRET), "AUTH_EXPIRED"),
+        "not yet valid": (jwt.encode(claims(nbf=int(time.time()) + 3600), SECRET),
+                          "AUTH_INVALID"),
+        "issued in the future": (jwt.encode(claims(iat=int(time.time()) + 3600), SECRET),
+                                 "AUTH_INVALID"),
+        "no expiry": (jwt.encode({k: v for k, v in claims().items() if k != "exp"}, SECRET),
+                      "AUTH_INVALID"),
+        "scopes not a list": (jwt.encode(claims(scopes="admin"), SECRET), "AUTH_INVALID"),
+        "share-token audience": (jwt.encode(claims(aud="semantest:session-share"), SECRET),
+                                 "AUTH_INVALID"),
+        "not a JWT": ("definitely.not.a-jwt", "AUTH_INVALID"),
+    }
 
 
 async def test_connecting_without_a_credential(gateways: list[str]) -> None:
@@ -110,9 +114,9 @@ async def test_connecting_without_a_credential(gateways: list[str]) -> None:
         assert (await refused(gateways[1], auth=auth))["message"] == "AUTH_REQUIRED"
 
 
-@pytest.mark.parametrize("attack", sorted(FORGED_TOKENS))
+@pytest.mark.parametrize("attack", sorted(forged_tokens()))
 async def test_forged_and_stale_tokens_are_refused(gateways: list[str], attack: str) -> None:
-    token, code = FORGED_TOKENS[attack]
+    token, code = forged_tokens()[attack]
     for how in ({"auth": {"token": token}}, {"headers": {"Authorization": f"Bearer {token}"}}):
         error = await refused(gateways[0], **how)
         assert error["message"] == code and error["data"]["code"] == code, attack

@@ -168,7 +168,8 @@ class GatewaySockets:
             raise HubError(ErrorCode.UNAVAILABLE, "this gateway is shutting down; connect again")
         await self.limits.connect_attempt(environ)
         handshake = events.parse(events.Handshake, auth)
-        if len(self.connections) >= self.settings.server.max_connections:
+        others = len(self.sio.admission.ip_of) - 1  # every open socket but this one counts
+        if others >= self.settings.server.max_connections:
             raise HubError(ErrorCode.TOO_MANY_CONNECTIONS, "this gateway is at MAX_CONNECTIONS")
         authorization = _header(environ, "Authorization") or ""
         token = handshake.token or (
