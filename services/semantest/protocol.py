@@ -143,15 +143,8 @@ def progress_event(command: dict[str, object], report: dict[str, object]) -> dic
 
 
 # --- store keys ---------------------------------------------------------------------------
-
-
-def command_key(tenant: str, command_id: str) -> str:
-    return f"cmd:{tenant}:{command_id}"
-
-
-def command_end_key(tenant: str, command_id: str) -> str:
-    """How a command ended (its result): written once, by whoever ends it first."""
-    return f"cmd-end:{tenant}:{command_id}"
+# The command ledger's own keys are laid out in bus/ledger.lua (`layout`, documented in
+# docs/architecture.md); those below are the ones Python reads or writes too.
 
 
 def extension_key(tenant: str, extension_id: str) -> str:
@@ -167,34 +160,14 @@ def extension_commands_key(tenant: str, extension_id: str) -> str:
     return f"extcmds:{tenant}:{extension_id}"
 
 
-def extension_owner_key(tenant: str, extension_id: str) -> str:
-    """The subject that registered an extension id: kept while it is connected and for its
-    grace period, so no other principal can take the id over."""
-    return f"ext-owner:{tenant}:{extension_id}"
 
 
-def queue_key(tenant: str, command_type: str) -> str:
-    """Commands of one type waiting for a capable extension, by acceptance time."""
-    return f"queue:{tenant}:{command_type}"
-
-
-def queued_types_key(tenant: str) -> str:
-    return f"queue-types:{tenant}"
-
-
-def queued_by_key(tenant: str) -> str:
-    """Hash: subject → how many of its commands wait (the per-principal cap)."""
-    return f"queued-by:{tenant}"
 
 
 def tenant_stats_key(tenant: str) -> str:
     """Hash: `inflight` (commands not ended) and `queued`, for `status`."""
     return f"stats:{tenant}"
 
-
-def gateway_extensions_key(gateway_id: str) -> str:
-    """The `[tenant, extension id]` registered on a gateway (to bury with it)."""
-    return f"gw-exts:{gateway_id}"
 
 
 def revoked_token_key(jti: str) -> str:
@@ -263,10 +236,6 @@ def channel_gateways_key(tenant: str, channel: str) -> str:
 
 DEADLINES = "deadlines"
 """Sorted set of `[tenant, command id]` (JSON) by deadline (epoch ms)."""
-GRACE = "grace"
-"""Sorted set of `[tenant, extension id]` (JSON) by the end of its reconnect grace period."""
-GATEWAYS = "gateways"
-"""Sorted set of gateway ids by their last heartbeat (epoch ms)."""
 
 
 def pair(*parts: str) -> str:
