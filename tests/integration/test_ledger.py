@@ -38,9 +38,9 @@ async def results(bus: Bus, gateway: str, sid: str = "c1") -> list[dict[str, Any
 def command(command_id: str, *, subject: str = "alice", sid: str = "c1",
             type_: str = "NAVIGATE", timeout: int = 30_000, **fields: Any) -> NewCommand:
     accepted = now_ms()
-    payload = {"id": command_id, "type": type_, "timeout": timeout, "accepted": accepted,
+    payload = {"id": command_id, "type": type_, "timeout": timeout,
                "deadline": accepted + timeout, **fields}
-    return NewCommand("t", subject, {"gw": CLIENT_GW, "sid": sid}, payload)
+    return NewCommand("t", subject, {"gw": CLIENT_GW, "sid": sid}, payload, accepted)
 
 
 async def register(ledger: Ledger, extension: str = "e1", *, owner: str = "alice",
@@ -106,7 +106,8 @@ async def test_another_principal_gets_nothing_of_a_command(bus: Bus, ledger: Led
     assert await results(bus, CLIENT_GW, "m1") == []
     # A reader of the command's session is one of its audience.
     reader = command("c-4", subject="bob", sid="b1")
-    reader = NewCommand(reader.tenant, reader.subject, reader.origin, reader.payload, ["s1"])
+    reader = NewCommand(reader.tenant, reader.subject, reader.origin, reader.payload,
+                        reader.accepted, ["s1"])
     assert (await ledger.accept(reader)).outcome == "done"
 
 

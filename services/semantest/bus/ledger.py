@@ -45,6 +45,8 @@ class NewCommand:
     subject: str
     origin: Message
     payload: Message
+    accepted: int
+    """When the gateway accepted it (epoch ms): durations count from here."""
     readable_sessions: list[str] = field(default_factory=list)
     """Sessions the sender may read: a re-sent id of their command returns its result."""
 

@@ -269,7 +269,7 @@ class MemoryLedger(Ledger):
 
     async def accept(self, command: NewCommand) -> Accepted:
         payload, tenant = command.payload, command.tenant
-        self._now = now = payload["accepted"]
+        self._now = now = command.accepted
         known = self._commands.get((tenant, payload["id"]))
         if known is not None:
             if known.subject != command.subject and known.session not in [

@@ -83,7 +83,7 @@ class RedisLedger(Ledger):
             "accept", command.tenant, command.subject, command.origin["gw"],
             command.origin["sid"], payload["id"], payload["type"],
             payload.get("sessionId") or "", wanted if isinstance(wanted, str) else "",
-            payload["deadline"], payload["accepted"], orjson.dumps(payload),
+            payload["deadline"], command.accepted, orjson.dumps(payload),
             orjson.dumps(p.echo(payload))[1:-1], self.policy.max_queued,
             orjson.dumps(command.readable_sessions))
         return Accepted(_text(reply[0]), _text(reply[1]) if len(reply) > 1 else None)

@@ -300,12 +300,11 @@ class GatewaySockets:
         payload["id"] = command.id or str(uuid.uuid4())
         payload["timeout"] = timeout
         accepted = p.now_ms()
-        payload["accepted"] = accepted
         payload["deadline"] = accepted + timeout
         principal = connection.principal
         answer = await self.ledger.accept(NewCommand(
             principal.tenant, principal.subject, {"gw": self.gateway_id, "sid": connection.sid},
-            payload, self._sessions_with(connection, p.READ)))
+            payload, accepted, self._sessions_with(connection, p.READ)))
         if answer.outcome == "taken":
             raise HubError(ErrorCode.VALIDATION_FAILED,
                            "this command id is in use by another sender; use a fresh id")
