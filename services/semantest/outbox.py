@@ -8,7 +8,6 @@ is also kept in the channel's own stream, whose entry id is the message offset.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 from semantest import protocol as p
 from semantest.bus.base import Bus, Message
@@ -29,14 +28,8 @@ class Outbox:
     async def to_session(self, tenant: str, session_id: str, event: str, data: Message,
                          skip: Message | None = None) -> None:
         """Every socket attached to the session with `read`, except `skip` (the origin)."""
-        by_gateway: dict[str, list[str]] = defaultdict(list)
-        for member in await self.store.members(p.session_sockets_key(tenant, session_id)):
-            gateway, sid, permissions = p.unpair(member)
-            if p.READ in permissions.split(",") and not (
-                skip and skip["gw"] == gateway and skip["sid"] == sid
-            ):
-                by_gateway[gateway].append(sid)
-        for gateway, sids in by_gateway.items():
+        entries = await self.store.members(p.session_sockets_key(tenant, session_id))
+        for gateway, sids in p.session_readers(entries, skip or {}).items():
             await self.bus.publish(
                 p.gateway_inbox(gateway),
                 {"t": p.DELIVER_TO_SOCKET, "sids": sids, "event": event, "data": data},

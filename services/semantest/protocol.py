@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 VERSION = "1.0.0"
@@ -236,6 +237,17 @@ def channel_gateways_key(tenant: str, channel: str) -> str:
 
 DEADLINES = "deadlines"
 """Sorted set of `[tenant, command id]` (JSON) by deadline (epoch ms)."""
+
+
+def session_readers(entries: Iterable[str], skip: Mapping[str, str]) -> dict[str, list[str]]:
+    """Of a session's socket entries (`session_sockets_key`), the sockets with `read` by gateway,
+    without `skip` (the origin, `{gw, sid}`): where a session's progress and results go."""
+    by_gateway: dict[str, list[str]] = {}
+    for entry in sorted(entries):
+        gateway, sid, permissions = unpair(entry)
+        if READ in permissions.split(",") and (gateway, sid) != (skip.get("gw"), skip.get("sid")):
+            by_gateway.setdefault(gateway, []).append(sid)
+    return by_gateway
 
 
 def pair(*parts: str) -> str:

@@ -88,6 +88,12 @@ class Metrics:
     commands_in_flight: Tally = field(default_factory=Tally)
     bus_errors: Tally = field(default_factory=Tally)
 
+    def command_ended(self, command_type: str, outcome: str, duration_ms: int) -> None:
+        """A command ended here (whichever process ended it counts it)."""
+        self.commands_in_flight.add(-1)
+        self.commands.add(1, {"type": command_type, "outcome": outcome})
+        self.command_duration.record(duration_ms / 1000)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 

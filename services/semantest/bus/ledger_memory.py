@@ -103,12 +103,8 @@ class MemoryLedger(Ledger):
                     data: Message) -> None:
         if not session:
             return
-        by_gateway: dict[str, list[str]] = defaultdict(list)
-        for entry in sorted(self._bus.store.members_now(p.session_sockets_key(tenant, session))):
-            gateway, sid, permissions = p.unpair(entry)
-            if p.READ in permissions.split(",") and (gateway, sid) != (skip["gw"], skip["sid"]):
-                by_gateway[gateway].append(sid)
-        for gateway, sids in by_gateway.items():
+        entries = self._bus.store.members_now(p.session_sockets_key(tenant, session))
+        for gateway, sids in p.session_readers(entries, skip).items():
             self._deliver(gateway, {"t": p.DELIVER_TO_SOCKET, "sids": sids, "event": event,
                                     "data": data})
 

@@ -37,7 +37,6 @@ INBOX_CLAIM_IDLE_MS = 1000
 REMEMBERED_ENTRIES = 100_000
 
 
-
 def error_response(status: int, code: ErrorCode, message: str) -> web.Response:
     return web.json_response({"error": {"code": code.value, "message": message}}, status=status,
                              dumps=lambda v: orjson.dumps(v).decode())

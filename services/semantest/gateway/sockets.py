@@ -45,7 +45,6 @@ CONNECT_SETTLE_S = 5.0
 a loop turn or two; a register reply delayed by Redis can make it longer)."""
 
 
-
 class UncompressedWebSocket(WebSocket):
     """engineio's aiohttp WebSocket without permessage-deflate (~90 KB less per connection)."""
 
@@ -325,9 +324,7 @@ class GatewaySockets:
 
     def _ended(self, ended: Ended | None) -> None:
         if ended is not None:
-            self.metrics.commands_in_flight.add(-1)
-            self.metrics.commands.add(1, {"type": ended.type, "outcome": ended.outcome})
-            self.metrics.command_duration.record(ended.duration_ms / 1000)
+            self.metrics.command_ended(ended.type, ended.outcome, ended.duration_ms)
 
     async def cancel(self, connection: Connection, data: Any) -> Message:
         cancel = events.parse(events.Cancel, data)
@@ -446,10 +443,9 @@ class GatewaySockets:
         key = (tenant, extension_id, message["data"]["id"])
         if message["event"] == "cancel":
             self.running.pop(key, None)
-        elif sid is None:  # it left or moved: the ledger sends it where it is now
-            await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
-            return
         if sid is None:
+            if message["event"] == "command":  # it left or moved: the ledger sends it on
+                await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
             return
         if not self.sio.manager.is_connected(sid, "/"):
             # Work sent the moment it registered, before its CONNECT went out (or for a

@@ -37,9 +37,7 @@ class Router:
 
     def record(self, sweep: Sweep) -> None:
         for ended in sweep.ended:
-            self.metrics.commands_in_flight.add(-1)
-            self.metrics.commands.add(1, {"type": ended.type, "outcome": ended.outcome})
-            self.metrics.command_duration.record(ended.duration_ms / 1000)
+            self.metrics.command_ended(ended.type, ended.outcome, ended.duration_ms)
         for entry in sweep.unreadable:  # dropped by the sweep; said once, not every tick
             if entry not in self._unreadable and len(self._unreadable) < MAX_REMEMBERED_UNREADABLE:
                 self._unreadable.add(entry)
