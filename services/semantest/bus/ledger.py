@@ -50,6 +50,24 @@ class NewCommand:
     readable_sessions: list[str] = field(default_factory=list)
     """Sessions the sender may read: a re-sent id of their command returns its result."""
 
+    @property
+    def target(self) -> str:
+        """The extension the command names (`target.extensionId`), or ""."""
+        target = self.payload.get("target")
+        wanted = target.get("extensionId") if isinstance(target, dict) else None
+        return wanted if isinstance(wanted, str) else ""
+
+
+def names_download(report: Message) -> bool:
+    """A successful report whose data names a download goes to the `downloads` channel."""
+    data = report.get("data")
+    return isinstance(data, dict) and ("download" in data or "downloadUrl" in data)
+
+
+def outcome(report: Message) -> str:
+    """The `outcome` label of an extension's report in `semantest_commands_total`."""
+    return "success" if report["success"] else (report.get("error") or {}).get("code", "FAILED")
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:

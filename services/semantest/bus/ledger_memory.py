@@ -24,6 +24,8 @@ from semantest.bus.ledger import (
     NewCommand,
     Policy,
     Sweep,
+    names_download,
+    outcome,
 )
 
 if TYPE_CHECKING:
@@ -277,12 +279,9 @@ class MemoryLedger(Ledger):
                 return Accepted("done")
             known.origin = command.origin
             return Accepted("running")
-        target = payload.get("target")
-        wanted = target.get("extensionId") if isinstance(target, dict) else None
         state = _Command(tenant, payload["id"], command.subject, payload["type"],
                          payload.get("sessionId") or "", command.origin, now,
-                         payload["deadline"], payload,
-                         target=wanted if isinstance(wanted, str) else "")
+                         payload["deadline"], payload, target=command.target)
         choice = self._place(state, state.target)
         if choice is None and self._queued_by[(tenant, command.subject)] >= \
                 self.policy.max_queued:
@@ -317,13 +316,9 @@ class MemoryLedger(Ledger):
         if command is None:
             return None
         self._now = now
-        data = report.get("data")
-        error = report.get("error")
-        success = bool(report["success"])
-        download = isinstance(data, dict) and ("download" in data or "downloadUrl" in data)
-        duration = self._finish(command, now, success, data=data, error=error, download=download)
-        outcome = "success" if success else (error or {}).get("code", "FAILED")
-        return Ended(command.type, outcome, duration)
+        duration = self._finish(command, now, bool(report["success"]), data=report.get("data"),
+                                error=report.get("error"), download=names_download(report))
+        return Ended(command.type, outcome(report), duration)
 
     async def progress(self, tenant: str, extension: str, sid: str, command_id: str,
                        event: Message) -> bool:

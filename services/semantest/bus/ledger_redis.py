@@ -18,7 +18,17 @@ from redis.exceptions import ResponseError
 
 from semantest import protocol as p
 from semantest.bus.base import Message
-from semantest.bus.ledger import SWEEP_LIMIT, Accepted, Ended, Ledger, NewCommand, Policy, Sweep
+from semantest.bus.ledger import (
+    SWEEP_LIMIT,
+    Accepted,
+    Ended,
+    Ledger,
+    NewCommand,
+    Policy,
+    Sweep,
+    names_download,
+    outcome,
+)
 from semantest.bus.redis_streams import RedisStreamsBus
 
 log = logging.getLogger("semantest.bus")
@@ -32,12 +42,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _ended(reply: list[Any], outcome: str | None = None) -> Ended | None:
+def _ended(reply: list[Any], known: str | None = None) -> Ended | None:
+    """`{type, outcome, duration}` from a sweep, or `{type, duration}` with the outcome known."""
     if not reply:
         return None
-    if outcome is None:
+    if known is None:
         return Ended(_text(reply[0]), _text(reply[1]), int(reply[2]))
-    return Ended(_text(reply[0]), outcome, int(reply[1]))
+    return Ended(_text(reply[0]), known, int(reply[1]))
 
 
 def _json(value: Any) -> bytes:
@@ -77,12 +88,10 @@ class RedisLedger(Ledger):
 
     async def accept(self, command: NewCommand) -> Accepted:
         payload = command.payload
-        target = payload.get("target")
-        wanted = target.get("extensionId") if isinstance(target, dict) else None
         reply = await self._fcall(
             "accept", command.tenant, command.subject, command.origin["gw"],
             command.origin["sid"], payload["id"], payload["type"],
-            payload.get("sessionId") or "", wanted if isinstance(wanted, str) else "",
+            payload.get("sessionId") or "", command.target,
             payload["deadline"], command.accepted, orjson.dumps(payload),
             orjson.dumps(p.echo(payload))[1:-1], self.policy.max_queued,
             orjson.dumps(command.readable_sessions))
@@ -90,15 +99,11 @@ class RedisLedger(Ledger):
 
     async def report(self, tenant: str, extension: str, sid: str, report: Message,
                      now: int) -> Ended | None:
-        success = bool(report["success"])
-        data = report.get("data")
-        names_download = isinstance(data, dict) and ("download" in data or "downloadUrl" in data)
-        error = report.get("error")
         reply = await self._fcall(
-            "report", tenant, extension, sid, report["id"], int(success), _json(data),
-            _json(error), int(names_download), now, *self._ending())
-        outcome = "success" if success else (error or {}).get("code", "FAILED")
-        return _ended(reply, outcome)
+            "report", tenant, extension, sid, report["id"], int(bool(report["success"])),
+            _json(report.get("data")), _json(report.get("error")), int(names_download(report)),
+            now, *self._ending())
+        return _ended(reply, outcome(report))
 
     async def progress(self, tenant: str, extension: str, sid: str, command_id: str,
                        event: Message) -> bool:
