@@ -223,19 +223,17 @@ local function member(...) return enc({...}) end
 -- End a command once: record the result, free what it held, deliver it to the origin, the
 -- session's readers and the system channels; free capacity takes queued work. → duration ms
 local function finish(K, T, id, c, now, o)
-  local result = '{"id":' .. enc(id) .. ',"success":' .. (o.success and 'true' or 'false')
-  if o.data and o.data ~= '' then result = result .. ',"data":' .. o.data end
-  if o.error and o.error ~= '' then result = result .. ',"error":' .. o.error end
-  if c.echo and c.echo ~= '' then result = result .. ',' .. c.echo end
-  result = result .. ',"metadata":{"duration":' .. (now - tonumber(c.acc)) .. ',"timestamp":'
-    .. now .. ',"extension":' .. enc(c.ext or '') .. '}}'
+  -- The result, and what is kept of it: the same without data and error when too large.
+  local head = '{"id":' .. enc(id) .. ',"success":' .. (o.success and 'true' or 'false')
+  local tail = ((c.echo and c.echo ~= '') and (',' .. c.echo) or '')
+    .. ',"metadata":{"duration":' .. (now - tonumber(c.acc)) .. ',"timestamp":' .. now
+    .. ',"extension":' .. enc(c.ext or '')
+  local body = ''
+  if o.data and o.data ~= '' then body = body .. ',"data":' .. o.data end
+  if o.error and o.error ~= '' then body = body .. ',"error":' .. o.error end
+  local result = head .. body .. tail .. '}}'
   local kept = result
-  if #result > o.max_result then
-    kept = '{"id":' .. enc(id) .. ',"success":' .. (o.success and 'true' or 'false')
-      .. ((c.echo and c.echo ~= '') and (',' .. c.echo) or '')
-      .. ',"metadata":{"duration":' .. (now - tonumber(c.acc)) .. ',"timestamp":' .. now
-      .. ',"extension":' .. enc(c.ext or '') .. ',"dataDropped":true}}'
-  end
+  if #result > o.max_result then kept = head .. tail .. ',"dataDropped":true}}' end
   local key = K.cmd(id)
   redis.call('HSET', key, 'st', 'done', 'res', kept)
   redis.call('HDEL', key, 'cmd')
