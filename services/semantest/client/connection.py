@@ -1,0 +1,146 @@
+"""One Socket.IO connection to the hub that comes back by itself, shared by `Hub` and `Worker`.
+
+python-socketio's own reconnection does the retrying (with back-off); this module adds what the
+hub's contract asks on top of it: a refused handshake becomes a typed error, `server:draining`
+holds new work until the next connection, a refusal that retrying cannot change (a revoked or
+invalid credential) stops the retrying and is reported once, and the owner's `resume` hook runs
+after every reconnect, before new work is let through. It knows no command, session or channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from semantest.client import errors
+
+log = logging.getLogger("semantest.client")
+
+SOCKET_ERRORS = (socketio.exceptions.SocketIOError, ConnectionError, OSError)
+"""What a send may raise when the socket goes away under it."""
+
+
+class Connection:
+    def __init__(self, url: str, auth: dict[str, Any], *, headers: dict[str, str] | None = None,
+                 transports: list[str] | None = None, connect_timeout: float = 10.0,
+                 ack_timeout: float = 10.0, reconnect_delay_max: float = 5.0) -> None:
+        self.url, self.auth, self.headers = url, auth, headers or {}
+        self.transports = transports or ["websocket"]
+        self.connect_timeout, self.ack_timeout = connect_timeout, ack_timeout
+        self.sio = socketio.AsyncClient(reconnection=True, reconnection_attempts=0,
+                                        reconnection_delay=0.2,
+                                        reconnection_delay_max=reconnect_delay_max,
+                                        randomization_factor=0.3)
+        self.ready = asyncio.Event()
+        """Set while connected, not draining, and done resuming: new work may go out."""
+        self.resume: Callable[[], Awaitable[None]] | None = None
+        self.on_fatal: Callable[[errors.HubError], None] | None = None
+        self.fatal: errors.HubError | None = None
+        self.connections = 0
+        self._refusal: errors.HubError | None = None
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.sio.on("connect", self._connected)
+        self.sio.on("disconnect", self._disconnected)
+        self.sio.on("connect_error", self._connect_error)
+        self.sio.on("server:draining", self._draining)
+        self.sio.on("error", self._error)
+
+    def on(self, event: str, handler: Callable[..., Any]) -> None:
+        self.sio.on(event, handler)
+
+    async def open(self) -> None:
+        """Connect once; a refusal raises its typed error, no answer raises `Unavailable`."""
+        try:
+            await self.sio.connect(self.url, auth=self.auth, headers=self.headers,
+                                   transports=self.transports, wait_timeout=self.connect_timeout)
+        except socketio.exceptions.ConnectionError as exc:
+            with contextlib.suppress(Exception):
+                await self.sio.shutdown()
+            raise self._refusal or errors.Unavailable(f"cannot connect to {self.url}: {exc}",
+                                                      code="UNAVAILABLE") from None
+
+    async def close(self) -> None:
+        self._closing = True
+        self.ready.clear()
+        await self.sio.shutdown()  # disconnects, or stops a reconnect loop
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def call(self, event: str, data: Any, timeout: float | None = None) -> Any:
+        """Send and wait for the ack; an ack carrying `error` raises it as a typed error."""
+        answer = await self.sio.call(event, data, timeout=timeout or self.ack_timeout)
+        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+            raise errors.from_wire(answer["error"])
+        return answer
+
+    async def wait_ready(self, timeout: float | None) -> None:
+        if self.fatal is not None:
+            raise self.fatal
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            raise self.fatal or errors.Unavailable(
+                f"not connected to {self.url} (reconnecting)", code="UNAVAILABLE") from None
+
+    def spawn(self, coroutine: Awaitable[Any]) -> None:
+        """Run in the background, kept referenced, cancelled by `close`; failures are logged."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def _connected(self) -> None:
+        self.connections += 1
+        self._refusal = None
+        if self.connections == 1 or self.resume is None:
+            self.ready.set()
+        else:
+            self.spawn(self._resume())
+
+    async def _resume(self) -> None:
+        assert self.resume is not None
+        log.info("reconnected to %s: resuming", self.url)
+        await self.resume()
+        if self.sio.connected:
+            self.ready.set()
+
+    def _disconnected(self, *_: Any) -> None:
+        self.ready.clear()
+
+    def _draining(self, notice: Any = None) -> None:
+        # New work waits for the next gateway; this one closes us once our commands end.
+        log.info("%s is draining: holding new work until the reconnect", self.url)
+        self.ready.clear()
+
+    def _connect_error(self, data: Any = None) -> None:
+        refusal = errors.from_wire(data) if isinstance(data, dict) else None
+        self._refusal = refusal
+        if refusal is not None and self.connections > 0 \
+                and refusal.code in errors.FATAL_ON_CONNECT:
+            self._give_up(refusal)
+
+    def _error(self, body: Any = None) -> None:
+        # A refused event has `event`; one without it is about the connection (a revocation).
+        if isinstance(body, dict) and "event" not in body \
+                and body.get("code") in errors.FATAL_ON_CONNECT:
+            self._give_up(errors.from_wire(body))
+
+    def _give_up(self, error: errors.HubError) -> None:
+        if self.fatal is not None or self._closing:
+            return
+        log.error("the hub refused this connection for good: %s", error)
+        self.fatal = error
+        self.ready.clear()
+        self.spawn(self.sio.shutdown())
+        if self.on_fatal is not None:
+            self.on_fatal(error)
