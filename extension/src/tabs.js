@@ -1,0 +1,85 @@
+// Which tab a command acts on, and running page functions in it. A command may name `tabId`;
+// otherwise it acts on the working tab: the one the last NAVIGATE opened or loaded (kept in
+// chrome.storage.session, so a restarted worker keeps it), else the active tab.
+
+import { Code, CommandError } from './errors.js';
+
+export async function setWorkingTab(tabId) {
+  await chrome.storage.session.set({ workingTabId: tabId });
+}
+
+async function existing(tabId) {
+  try {
+    return await chrome.tabs.get(tabId);
+  } catch {
+    return null;
+  }
+}
+
+/** The tab `params.tabId` names, or the working tab; null when there is none. */
+export async function findTab(params) {
+  if (params.tabId !== undefined) {
+    if (!Number.isInteger(params.tabId)) {
+      throw new CommandError(Code.VALIDATION_FAILED, 'tabId must be an integer');
+    }
+    const tab = await existing(params.tabId);
+    if (!tab) throw new CommandError(Code.NOT_FOUND, `no tab with id ${params.tabId}`);
+    return tab;
+  }
+  const { workingTabId } = await chrome.storage.session.get('workingTabId');
+  const working = workingTabId === undefined ? null : await existing(workingTabId);
+  if (working) return working;
+  const [active] = await chrome.tabs.query({ active: true, lastFocusedWindow: true });
+  return active ?? null;
+}
+
+export async function requireTab(params) {
+  const tab = await findTab(params);
+  if (!tab) throw new CommandError(Code.NOT_FOUND, 'no tab is open: NAVIGATE first');
+  return tab;
+}
+
+/** Run a page.js function in the tab and unwrap its `{value}` or `{error}` answer. */
+export async function inPage(tab, func, args, world = 'ISOLATED') {
+  const [injection] = await chrome.scripting.executeScript({
+    target: { tabId: tab.id }, func, args, world,
+  });
+  const answer = injection?.result;
+  if (!answer) throw new CommandError(Code.BROWSER_ERROR, 'the page returned nothing');
+  if (answer.error) throw new CommandError(answer.error.code, answer.error.message);
+  return answer.value;
+}
+
+/** Resolves with the tab id once the tab `start()` names (it answers the id) has loaded: a
+ * `loading` then a `complete`. Updates that come before the id is known are kept, not lost. */
+export function loaded(start, signal, onLoading) {
+  return new Promise((resolve, reject) => {
+    let tabId = null;
+    let seenLoading = false;
+    const early = [];
+    const finish = (outcome) => {
+      chrome.tabs.onUpdated.removeListener(listener);
+      signal.removeEventListener('abort', aborted);
+      outcome();
+    };
+    const handle = (updatedId, change) => {
+      if (updatedId !== tabId) return;
+      if (change.status === 'loading' && !seenLoading) {
+        seenLoading = true;
+        onLoading();
+      }
+      if (change.status === 'complete' && seenLoading) finish(() => resolve(tabId));
+    };
+    const listener = (updatedId, change) => {
+      if (tabId === null) early.push([updatedId, change]);
+      else handle(updatedId, change);
+    };
+    const aborted = () => finish(() => reject(signal.reason));
+    chrome.tabs.onUpdated.addListener(listener);
+    signal.addEventListener('abort', aborted);
+    start().then((id) => {
+      tabId = id;
+      for (const [updatedId, change] of early) handle(updatedId, change);
+    }, (error) => finish(() => reject(error)));
+  });
+}

@@ -1,0 +1,152 @@
+"""Headless Debian Chromium with the unpacked extension (extension/dist, `make extension`),
+connected to a hub run as real processes: all-in-one, and auth + router + gateway over Redis.
+
+The browser is started once per hub mode; each test gets its own pages server (aiohttp on a
+loopback port), a DevTools connection, and a `semantest.client.Hub` to drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import socketio
+from aiohttp import web
+
+from semantest.client import Hub
+from tests.browser import chromium, site
+from tests.browser.cdp import Cdp
+from tests.conftest import ROOT, Hubs, RedisServer
+
+KEY = "browser-key-0123456789"
+DIST = ROOT / "extension" / "dist"
+
+HUB_CONFIG: dict[str, Any] = {
+    "auth": {"enabled": True, "jwt": {"secret": "browser-test-secret-0123456789-0123456789"},
+             "apiKeys": {"enabled": True, "keys": [KEY]}},
+    # The default grace: what a real deployment gives a restarting service worker.
+    "commands": {"extensionGrace": 10000},
+}
+
+
+@pytest.fixture(scope="module", params=["all-in-one", "services"])
+def hub_url(request: pytest.FixtureRequest, module_hubs: Hubs) -> str:
+    if request.param == "all-in-one":
+        return module_hubs.start("semantest-server", config=HUB_CONFIG).url
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    env = {"REDIS_URL": redis.url, "REDIS_KEY_PREFIX": f"b{uuid.uuid4().hex[:8]}:"}
+    module_hubs.start("semantest-auth", env=env, config=HUB_CONFIG)
+    module_hubs.start("semantest-router", env=env, config=HUB_CONFIG)
+    return module_hubs.start("semantest-gateway", env=env, config=HUB_CONFIG).url
+
+
+@dataclass
+class Browser:
+    process: chromium.Chromium
+    extension_id: str
+    """The id the extension registers with at the hub (from its config.json)."""
+
+
+@pytest.fixture(scope="module")
+def browser(hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    if not chromium.BINARY.exists():
+        pytest.skip(f"{chromium.BINARY} is missing: `make test` installs it (make system-deps)")
+    if not (DIST / "manifest.json").exists():
+        pytest.fail("extension/dist is missing: `make test` builds it (make extension)")
+    workdir = tmp_path_factory.mktemp("chromium")
+    unpacked = workdir / "extension"
+    shutil.copytree(DIST, unpacked)
+    extension_id = f"chromium-test-{uuid.uuid4().hex[:8]}"
+    (unpacked / "config.json").write_text(json.dumps({
+        "hubUrl": hub_url, "apiKey": KEY, "extensionId": extension_id, "capabilities": ["*"],
+    }))
+    try:
+        process = chromium.launch(unpacked, workdir)
+    except RuntimeError as error:
+        pytest.skip(f"chromium cannot start here: {error}")
+    yield Browser(process, extension_id)
+    process.stop()
+
+
+async def registered(url: str, extension_id: str, timeout: float = 30) -> None:
+    """Wait until the hub lists `extension_id` as connected."""
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(url, auth={"apiKey": KEY}, transports=["websocket"], wait_timeout=10)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                status = await sio.call("status", timeout=10)
+                if extension_id in {e["extensionId"] for e in status.get("extensions", [])}:
+                    return
+                await asyncio.sleep(0.2)
+    finally:
+        await sio.disconnect()
+
+
+@dataclass
+class Devtools:
+    """The DevTools connection to the browser, and the extension's service worker in it."""
+
+    cdp: Cdp
+    targets: dict[str, dict[str, Any]]
+
+    async def _discover(self) -> None:
+        while not self.cdp.events["Target.targetCreated"].empty():
+            info = self.cdp.events["Target.targetCreated"].get_nowait()["targetInfo"]
+            self.targets[info["targetId"]] = info
+        while not self.cdp.events["Target.targetDestroyed"].empty():
+            self.targets.pop(self.cdp.events["Target.targetDestroyed"].get_nowait()["targetId"],
+                             None)
+
+    async def worker(self, other_than: str | None = None, timeout: float = 20) -> str:
+        """The target id of the extension's service worker (a new one, if `other_than`)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self._discover()
+                for target_id, info in self.targets.items():
+                    if (info["type"] == "service_worker" and target_id != other_than
+                            and info["url"].endswith("/background.js")):
+                        return target_id
+                await asyncio.sleep(0.05)
+
+    async def in_worker(self, expression: str) -> Any:
+        """Evaluate in the service worker (to look at chrome.storage.session)."""
+        attached = await self.cdp.send("Target.attachToTarget",
+                                       {"targetId": await self.worker(), "flatten": True})
+        try:
+            return await self.cdp.evaluate(attached["sessionId"], expression)
+        finally:
+            await self.cdp.send("Target.detachFromTarget", {"sessionId": attached["sessionId"]})
+
+
+@pytest.fixture
+async def devtools(browser: Browser, hub_url: str) -> AsyncIterator[Devtools]:
+    await registered(hub_url, browser.extension_id)
+    cdp = await Cdp.connect(browser.process.devtools_url)
+    tools = Devtools(cdp, {})
+    await cdp.send("Target.setDiscoverTargets", {"discover": True})
+    yield tools
+    await cdp.close()
+
+
+@pytest.fixture
+async def hub(hub_url: str, devtools: Devtools) -> AsyncIterator[Hub]:
+    async with Hub(hub_url, api_key=KEY, timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+async def pages() -> AsyncIterator[str]:
+    """The base URL of the test's own pages (tests/browser/site.py)."""
+    runner = web.AppRunner(site.app())
+    await runner.setup()
+    server = web.TCPSite(runner, "127.0.0.1", 0)
+    await server.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()

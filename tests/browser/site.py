@@ -1,0 +1,72 @@
+"""The pages the browser tests open: an aiohttp app on a loopback port, nothing from the internet.
+
+- `/form.html`: a text field that echoes what its `input` and `change` events saw, and a button
+  that counts its clicks;
+- `/late.html?after=ms`: `#late` appears after `ms` milliseconds;
+- `/image.png` (a real PNG), `/not-an-image.png` (text), anything else 404;
+- `/csp.html`: a page whose Content-Security-Policy forbids eval.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+FORM = """<!doctype html><title>Form</title>
+<input id="name"><p id="echo"></p><p id="changed"></p>
+<button id="go" onclick="count.textContent = +count.textContent + 1">Go</button>
+<p id="count">0</p>
+<script>
+  name.addEventListener('input', () => { echo.textContent = 'input:' + name.value; });
+  name.addEventListener('change', () => { changed.textContent = 'change:' + name.value; });
+</script>"""
+
+LATE = """<!doctype html><title>Late</title><p id="early">here now</p>
+<script>
+  const after = +new URLSearchParams(location.search).get('after');
+  setTimeout(() => document.body.insertAdjacentHTML('beforeend', '<p id="late">late</p>'), after);
+</script>"""
+
+CSP = "<!doctype html><title>Strict</title><p>no eval here</p>"
+
+
+def png(width: int, height: int) -> bytes:
+    """A solid red RGB PNG, built by hand so the tests need no imaging library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                              0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+IMAGE = png(40, 30)
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def page(body: str, **headers: str) -> Handler:
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="text/html", headers=headers)
+    return handler
+
+
+def app() -> web.Application:
+    site = web.Application()
+
+    async def image(_: web.Request) -> web.Response:
+        return web.Response(body=IMAGE, content_type="image/png")
+
+    async def text(_: web.Request) -> web.Response:
+        return web.Response(text="not an image", content_type="text/plain")
+
+    site.router.add_get("/form.html", page(FORM))
+    site.router.add_get("/late.html", page(LATE))
+    site.router.add_get("/csp.html", page(CSP, **{"Content-Security-Policy": "script-src 'self'"}))
+    site.router.add_get("/image.png", image)
+    site.router.add_get("/not-an-image.png", text)
+    return site
