@@ -29,8 +29,10 @@ def hub_url(request: pytest.FixtureRequest, module_hubs: Hubs, hub_config: dict[
     return module_hubs.start("semantest-gateway", env=env, config=hub_config).url
 
 
-def browser_like(url: str, extension_id: str) -> Worker:
-    """A worker with the result shapes the browser extension documents, plus slow commands."""
+def browser_like(url: str, extension_id: str,
+                 started: asyncio.Queue[Context] | None = None) -> Worker:
+    """A worker with the result shapes the browser extension documents, plus slow commands
+    (each announced on `started`)."""
     worker = Worker(url, api_key=KEY, extension_id=extension_id)
 
     @worker.handler("NAVIGATE")
@@ -40,6 +42,8 @@ def browser_like(url: str, extension_id: str) -> Worker:
 
     @worker.handler("WAIT")
     async def wait(ctx: Context, seconds: float = 60) -> dict[str, Any]:
+        if started is not None:
+            started.put_nowait(ctx)
         await asyncio.sleep(seconds)
         return {"waited": seconds}
 
@@ -75,3 +79,173 @@ async def test_run_returns_a_typed_result_with_progress(hub: Hub, worker: Worker
     assert result.duration_ms is not None and result.duration_ms >= 0
     assert [(p.id, p.percent, p.message, p.correlation_id) for p in seen] == [
         (result.id, 50, "loading", "corr-1")]
+
+
+def wire_error(code: str) -> dict[str, Any]:
+    return {"code": code, "message": f"{code} happened", "event": "command", "id": "c-1"}
+
+
+@pytest.mark.parametrize("code", sorted(client.errors.BY_CODE))
+def test_every_protocol_error_code_has_its_own_class(code: str) -> None:
+    error = client.errors.from_wire(wire_error(code))
+    assert type(error) is client.errors.BY_CODE[code] and isinstance(error, client.HubError)
+    assert (error.code, error.message, error.command_id) == (code, f"{code} happened", "c-1")
+    assert len({cls.__name__ for cls in client.errors.BY_CODE.values()}) == len(
+        client.errors.BY_CODE)
+
+
+def test_an_extension_code_and_a_malformed_error_stay_hub_errors() -> None:
+    own = client.errors.from_wire({"code": "ELEMENT_NOT_FOUND", "message": "no #x",
+                                   "details": {"selector": "#x"}})
+    assert type(own) is client.CommandFailed and own.code == "ELEMENT_NOT_FOUND"
+    assert own.details == {"selector": "#x"} and str(own) == "ELEMENT_NOT_FOUND: no #x"
+    assert type(client.errors.from_wire("nonsense")) is client.Internal
+    limited = client.errors.from_wire({"code": "RATE_LIMITED", "message": "m", "retryAfter": 1500})
+    assert isinstance(limited, client.RateLimited) and limited.retry_after == 1.5
+
+
+def test_credentials_are_exactly_one_of_key_or_token() -> None:
+    for both_or_none in ({}, {"api_key": "k", "token": "t"}):
+        with pytest.raises(ValueError, match="exactly one"):
+            Hub("http://127.0.0.1:1", **both_or_none)
+
+
+async def test_refused_and_unreachable_connections_raise_typed_errors(hub_url: str) -> None:
+    with pytest.raises(client.AuthInvalid):
+        async with Hub(hub_url, api_key="not-a-key-0123456789"):
+            pass
+    with pytest.raises(client.Unavailable):
+        async with Hub("http://127.0.0.1:9", api_key=KEY, connect_timeout=2):
+            pass
+
+
+async def test_commands_that_end_without_success(hub: Hub, worker: Worker) -> None:
+    target = worker.extension_id
+    with pytest.raises(client.NoExtension) as nobody:
+        await hub.run(f"NOBODY-{uuid.uuid4().hex[:6]}", timeout=0.3)
+    assert nobody.value.result is not None and nobody.value.result.success is False
+    with pytest.raises(client.CommandFailed) as own:
+        await hub.run("FAIL", how="own-code", target=target)
+    assert (own.value.code, own.value.details) == ("ELEMENT_NOT_FOUND", {"selector": "#missing"})
+    with pytest.raises(client.CommandFailed) as crashed:
+        await hub.run("FAIL", how="crash", target=target)
+    assert crashed.value.code == "HANDLER_ERROR" and crashed.value.message == "RuntimeError: boom"
+    with pytest.raises(client.ValidationFailed, match="url"):
+        await hub.run("NAVIGATE", target=target)  # the handler's parameter is missing
+    with pytest.raises(client.ValidationFailed, match="id"):
+        await hub.run("NAVIGATE", id="not an id", url="x", target=target)  # refused by the hub
+
+
+async def test_a_type_without_handler_is_answered_unknown(hub: Hub, hub_url: str) -> None:
+    anything = Worker(hub_url, api_key=KEY, capabilities=["*"],
+                      extension_id=f"any-{uuid.uuid4().hex[:6]}")
+    async with anything:
+        with pytest.raises(client.CommandFailed) as unknown:
+            await hub.run("TELEPORT", target=anything.extension_id)
+    assert unknown.value.code == "UNKNOWN_COMMAND" and "TELEPORT" in unknown.value.message
+
+
+async def test_timeout_and_cancel_reach_the_handler(hub: Hub, hub_url: str) -> None:
+    started: asyncio.Queue[Context] = asyncio.Queue()
+    ended: asyncio.Queue[str] = asyncio.Queue()
+    slow = Worker(hub_url, api_key=KEY, extension_id=f"slow-{uuid.uuid4().hex[:6]}")
+
+    @slow.handler("WAIT")
+    async def wait(ctx: Context) -> None:
+        started.put_nowait(ctx)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            ended.put_nowait(ctx.id)
+            raise
+
+    async with slow:
+        with pytest.raises(client.CommandTimeout) as timed_out:
+            await hub.run("WAIT", timeout=0.5, target=slow.extension_id)
+        assert await asyncio.wait_for(ended.get(), 10) == timed_out.value.command_id
+        assert (await started.get()).cancelled
+
+        handle = await hub.submit("WAIT", target=slow.extension_id, correlation_id="job-7")
+        assert handle.correlation_id == "job-7"
+        await asyncio.wait_for(started.get(), 10)
+        assert await handle.cancel() is True
+        with pytest.raises(client.Cancelled) as cancelled:
+            await handle
+        assert cancelled.value.result.correlation_id == "job-7"
+        assert await asyncio.wait_for(ended.get(), 10) == handle.id
+        assert await handle.cancel() is False  # over: nothing left to cancel
+
+
+async def test_extension_that_leaves_mid_command(hub: Hub, hub_url: str) -> None:
+    started: asyncio.Queue[Context] = asyncio.Queue()
+    leaving = browser_like(hub_url, f"leaving-{uuid.uuid4().hex[:6]}", started)
+    async with leaving:
+        handle = await hub.submit("WAIT", target=leaving.extension_id)
+        await asyncio.wait_for(started.get(), 10)
+    with pytest.raises(client.ExtensionDisconnected):  # hub_config: 1.5 s grace
+        await handle
+
+
+async def test_sessions_create_share_join_and_rights(hub: Hub, hub_url: str,
+                                                     worker: Worker) -> None:
+    session = await hub.create_session("checkout", persistent=True)
+    assert session.permissions == ("read", "write") and session.persistent is True
+    result = await hub.run("NAVIGATE", url="http://a.test/", session_id=session.id)
+    assert result.session_id == session.id and result.extension == worker.extension_id
+    writer_token = await hub.share_session(session.id, ["read", "write"])
+    reader_token = await hub.share_session(session.id, ["read"], expires_in=60)
+    async with Hub(hub_url, token=await login(hub_url, "alice")) as alice, \
+            Hub(hub_url, token=await login(hub_url, "carol")) as carol, \
+            Hub(hub_url, token=await login(hub_url, "bob")) as bob:
+        joined = await alice.join_session(session.id, writer_token)
+        assert (joined.name, joined.permissions) == ("checkout", ("read", "write"))
+        assert (await alice.run("NAVIGATE", url="http://b.test/", session_id=session.id)).success
+        await alice.leave_session(session.id)
+        with pytest.raises(client.Forbidden, match="share token"):
+            await carol.join_session(session.id)
+        assert (await carol.join_session(session.id, reader_token)).permissions == ("read",)
+        with pytest.raises(client.Forbidden, match="write"):
+            await carol.run("NAVIGATE", url="http://c.test/", session_id=session.id)
+        with pytest.raises(client.SessionNotFound):  # bob is another tenant: not even seen
+            await bob.join_session(session.id, reader_token)
+
+
+async def test_channels_subscribe_publish_and_since(hub: Hub, hub_url: str) -> None:
+    channel = f"builds.{uuid.uuid4().hex[:6]}"
+    async with Hub(hub_url, api_key=KEY) as reader:
+        async with reader.subscribe(channel) as messages:
+            first = await hub.publish(channel, {"n": 1})
+            message = await asyncio.wait_for(anext(messages), 10)
+            assert (message.channel, message.message, message.offset) == (channel, {"n": 1},
+                                                                         first)
+        for n in (2, 3):
+            await hub.publish(channel, {"n": n})
+        replayed = reader.subscribe(channel, since=first)
+        assert [(await asyncio.wait_for(anext(replayed), 10)).message for _ in range(2)] == [
+            {"n": 2}, {"n": 3}]
+        await replayed.close()
+    with pytest.raises(client.Forbidden):
+        await hub.publish("errors", "fake")
+
+
+async def test_sync_hub_for_scripts(hub_url: str, worker: Worker) -> None:
+    from semantest.client import sync
+
+    def script() -> tuple[Any, ...]:
+        with sync.Hub(hub_url, api_key=KEY) as hub:
+            page = hub.run("NAVIGATE", url="http://sync.test/", target=worker.extension_id)
+            handle = hub.submit("WAIT", seconds=60, target=worker.extension_id)
+            cancelled = handle.cancel()
+            with pytest.raises(client.Cancelled):
+                handle.result()
+            channel = f"sync.{uuid.uuid4().hex[:6]}"
+            messages = hub.subscribe(channel)
+            offset = hub.publish(channel, "hello")
+            got = next(messages)
+            messages.close()
+            return page.data, cancelled, got.message, got.offset == offset
+
+    assert await asyncio.to_thread(script) == (
+        {"url": "http://sync.test/", "title": "title of http://sync.test/"}, True, "hello", True)
+    with pytest.raises(client.AuthInvalid):
+        await asyncio.to_thread(sync.Hub, hub_url, api_key="wrong-key-0123456789")

@@ -123,7 +123,9 @@ class Connection:
         self.ready.clear()
 
     def _connect_error(self, data: Any = None) -> None:
-        refusal = errors.from_wire(data) if isinstance(data, dict) else None
+        # A refused handshake comes as {message: code, data: {code, message, ...}}.
+        body = data.get("data") if isinstance(data, dict) else None
+        refusal = errors.from_wire(body) if isinstance(body, dict) else None
         self._refusal = refusal
         if refusal is not None and self.connections > 0 \
                 and refusal.code in errors.FATAL_ON_CONNECT:

@@ -200,8 +200,13 @@ class Hub:
             if channel in self._offsets and _offset(subscription.since) < _offset(
                     self._offsets[channel]):
                 self._offsets[channel] = subscription.since  # replay what came after it again
-        await self._connection.call("subscribe", request)
+        # Listening before asking: the replay of `since` may come before the ack.
         self._subscriptions.setdefault(channel, []).append(subscription)
+        try:
+            await self._connection.call("subscribe", request)
+        except BaseException:
+            self._subscriptions[channel].remove(subscription)
+            raise
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         readers = self._subscriptions.get(subscription.channel, [])
