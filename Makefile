@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint testenv system-deps js-deps bench manifests chart-lint image clean
+.PHONY: run test lint testenv system-deps realnode-deps js-deps bench manifests chart-lint image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/semantest-server
 
-## system-deps: redis-server and nginx from Debian, only when missing
+## system-deps: redis-server, redis-sentinel and nginx from Debian, only when missing
 system-deps:
-	@command -v redis-server >/dev/null && command -v nginx >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light)
+	@command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null && \
+	  command -v nginx >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq redis-server redis-sentinel nginx-light)
+
+## realnode-deps: what the real-node tier runs on, from Debian (root only; only when missing):
+## runc, CNI plugins, buildah (image builds without a Docker engine), mmdebstrap (the base
+## image), iptables and conntrack (kube-proxy)
+REALNODE_PKGS := runc containernetworking-plugins buildah mmdebstrap iptables conntrack
+realnode-deps:
+	@dpkg-query -W -f='$${Status}\n' $(REALNODE_PKGS) 2>/dev/null | grep -c 'ok installed' \
+	  | grep -qx $(words $(REALNODE_PKGS)) || (apt-get update -qq -o DPkg::Lock::Timeout=600 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+	  --no-install-recommends $(REALNODE_PKGS))
 
 ## js-deps: the official socket.io-client, pinned by tests/js/package-lock.json
 js-deps: tests/js/node_modules/.package-lock.json

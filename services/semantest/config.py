@@ -10,9 +10,18 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -115,10 +124,19 @@ class Auth(Section):
     admin_keys: list[SecretStr] = []
 
 
+_SENTINEL = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
 class Redis(Section):
     url: str | None = None
     password: SecretStr | None = None
     key_prefix: str = "semantest:"
+    sentinels: list[str] = Field(
+        [], description="Redis Sentinels as host:port; the primary is found through them")
+    sentinel_master: str | None = Field(
+        None, min_length=1, description="the name the Sentinels monitor the primary under")
+    sentinel_password: SecretStr | None = Field(
+        None, description="for Sentinels that require one (`requirepass` in sentinel.conf)")
 
     @field_validator("url")
     @classmethod
@@ -126,6 +144,39 @@ class Redis(Section):
         if value is not None and not value.startswith(("redis://", "rediss://", "memory://")):
             raise ValueError("must start with redis://, rediss:// or memory://")
         return value or None
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _sentinel_list(cls, value: object) -> object:
+        """REDIS_SENTINELS is one comma-separated string; the file may give a list."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                match = _SENTINEL.match(item) if isinstance(item, str) else None
+                if not match or not 0 < int(match.group(2)) <= 65535:
+                    raise ValueError(f"{item!r} is not host:port (port 1-65535)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_redis(self) -> Redis:
+        if bool(self.sentinels) != bool(self.sentinel_master):
+            raise ValueError("sentinels and sentinelMaster (REDIS_SENTINELS, "
+                             "REDIS_SENTINEL_MASTER) go together: set both or neither")
+        if self.sentinels and self.url:
+            raise ValueError("set either url (REDIS_URL) or sentinels (REDIS_SENTINELS), "
+                             "not both")
+        return self
+
+    @property
+    def sentinel_url(self) -> str | None:
+        """The bus address with Sentinels: `redis+sentinel://[:password@]h:p,h:p/<master>`."""
+        if not self.sentinels or not self.sentinel_master:
+            return None
+        auth = self.sentinel_password
+        userinfo = f":{quote(auth.get_secret_value(), safe='')}@" if auth else ""
+        return (f"redis+sentinel://{userinfo}{','.join(self.sentinels)}/"
+                f"{quote(self.sentinel_master, safe='')}")
 
 
 class Websocket(Section):
@@ -182,6 +233,10 @@ class Scaling(Section):
 class Logging(Section):
     level: Literal["debug", "info", "warn", "warning", "error"] = "info"
     format: Literal["json", "pretty"] = "pretty"
+    debug: str = Field(
+        "", description="namespaces with debug output, as the Node `debug` package reads "
+        "DEBUG: `semantest:gateway,semantest:router`, `semantest:*`, `-semantest:bus` to leave "
+        "one out; names outside semantest are ignored")
 
 
 class Settings(Section):
@@ -199,8 +254,10 @@ class Settings(Section):
 
     @property
     def bus_url(self) -> str:
-        """Where the bus lives: `redis.url`, else the seed's `scaling.redis.url`, else memory."""
-        return self.redis.url or self.scaling.redis.url or "memory://"
+        """Where the bus lives: `redis.url`, else `redis.sentinels`, else the seed's
+        `scaling.redis.url`, else memory."""
+        return (self.redis.url or self.redis.sentinel_url or self.scaling.redis.url
+                or "memory://")
 
     @property
     def effective_cors(self) -> Cors | None:
@@ -220,8 +277,12 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "REDIS_URL": ("redis", "url"),
     "REDIS_PASSWORD": ("redis", "password"),
     "REDIS_KEY_PREFIX": ("redis", "keyPrefix"),
+    "REDIS_SENTINELS": ("redis", "sentinels"),
+    "REDIS_SENTINEL_MASTER": ("redis", "sentinelMaster"),
+    "REDIS_SENTINEL_PASSWORD": ("redis", "sentinelPassword"),
     "LOG_LEVEL": ("logging", "level"),
     "LOG_FORMAT": ("logging", "format"),
+    "DEBUG": ("logging", "debug"),
     "MESSAGE_TIMEOUT": ("commands", "timeout"),
     "HEARTBEAT_INTERVAL": ("websocket", "pingInterval"),
 }
@@ -260,8 +321,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     for variable, path in ENVIRONMENT.items():
         if env.get(variable, "") != "":
             _set_path(data, path, env[variable])
-    if env.get("DEBUG", "").startswith("semantest"):
-        _set_path(data, ("logging", "level"), "debug")
     if env.get(ADMIN_API_KEY_ENV):
         admin_keys = data.setdefault("auth", {}).setdefault("adminKeys", [])
         admin_keys.append(env[ADMIN_API_KEY_ENV])

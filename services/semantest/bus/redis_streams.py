@@ -4,6 +4,10 @@ Commands from one event-loop tick go out in one pipeline; every blocking read ha
 its own (a cancelled blocking read must never poison a pooled connection). A consumer that dies
 leaves its entries pending; the group's other consumers claim them once they are idle long enough.
 Retries use redis-py's own `Retry` with exponential back-off.
+
+With Sentinels (`redis+sentinel://` bus URLs, built from `redis.sentinels`) every connection
+asks the Sentinels for the primary each time it (re)connects, and every step whose effect leaves
+Redis waits until a replica has it (`WAIT`): docs/architecture.md, "Failover".
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import hiredis
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,6 +39,41 @@ CLAIM_IDLE_MS = 5000
 """An entry unacked this long is taken over from its (presumably dead) consumer."""
 CLAIM_EVERY_S = 1.0
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+REPLICA_ACKS = 1
+"""With Sentinels: replicas that must hold a step before its effect leaves Redis (`WAIT`)."""
+REPLICA_ACK_TIMEOUT_MS = 500
+"""... and how long a step waits for them before it fails as not yet safe."""
+SENTINEL_CONNECT_TIMEOUT_S = 0.25
+SENTINEL_TIMEOUT_S = 0.5
+"""One Sentinel answers within this or the next is asked (loopback or one cluster network)."""
+READS = frozenset({"get", "mget", "hget", "hmget", "smembers", "scard", "zrangebyscore", "zcard",
+                   "exists", "xrange", "xinfo_stream", "pttl", "ping"})
+"""Commands that change nothing: a pipeline of only these has nothing to wait for."""
+
+
+class NotReplicated(RedisConnectionError):
+    """A step reached the primary but no replica confirmed it in time: a failover now could
+    undo it, so its effect is not announced (the caller retries, as after a lost reply)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """Where the primary is found: `redis+sentinel://[:password@]host:port,.../<master>`."""
+
+    sentinels: list[tuple[str, int]]
+    master: str
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        parts = urlsplit(url)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        sentinels = []
+        for address in hosts.split(","):
+            host, _, port = address.rpartition(":")
+            sentinels.append((host.strip("[]"), int(port)))
+        password = unquote(userinfo.partition(":")[2]) if userinfo else None
+        return cls(sentinels, unquote(parts.path.lstrip("/")), password or None)
 
 
 class _HiredisPacking:
@@ -52,6 +94,28 @@ class _SSLConnection(_HiredisPacking, aioredis.SSLConnection):
     pass
 
 
+class _SentinelConnection(_HiredisPacking, SentinelManagedConnection):
+    """Asks the Sentinels for the primary on every (re)connect.
+
+    redis-py 8.1 re-resolves only in `connect()`; a command whose connection dropped reconnects
+    through `connect_check_health`, to the address it had, retrying the dead primary for as long
+    as the retry policy allows (measured: 64-80 commands lost per failover; research note
+    shared/research/redis-sentinel.md). A failed dial here fails the attempt instead, and the
+    command's retry asks the Sentinels again.
+    """
+
+    async def connect_check_health(self, check_health: bool = True,
+                                   retry_socket_connect: bool = True) -> None:
+        if self.is_connected:
+            return
+        self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health=check_health,
+                                           retry_socket_connect=False)
+
+    async def _connect_retry(self) -> None:
+        await self.connect_check_health(check_health=self.connection_pool.check_connection)
+
+
 def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1, supported_errors=_RETRYABLE)
 
@@ -63,8 +127,9 @@ class AutoPipeline:
     a gateway serving many sockets) shares round trips without knowing about it.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, replica_acks: int = 0) -> None:
         self.redis = client
+        self._replica_acks = replica_acks
         self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -78,11 +143,21 @@ class AutoPipeline:
     async def _flush(self) -> None:
         await asyncio.sleep(0)
         queued, self._queued, self._flusher = self._queued, [], None
+        writes = self._replica_acks > 0 and any(command not in READS for command, *_ in queued)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for command, args, options, _ in queued:
                     getattr(pipe, command)(*args, **options)
+                if writes:  # on the same connection: covers every write before it
+                    pipe.execute_command("WAIT", self._replica_acks, REPLICA_ACK_TIMEOUT_MS)
                 replies = await pipe.execute(raise_on_error=False)
+            if writes:
+                acked = replies.pop()
+                if not isinstance(acked, int) or acked < self._replica_acks:
+                    unsafe = NotReplicated(f"{acked} of {self._replica_acks} replicas confirmed "
+                                           f"within {REPLICA_ACK_TIMEOUT_MS} ms")
+                    replies = [unsafe if command not in READS else reply
+                               for (command, *_), reply in zip(queued, replies, strict=True)]
         except (RedisError, OSError) as exc:
             replies = [exc] * len(queued)
         for (*_, future), reply in zip(queued, replies, strict=True):
@@ -171,8 +246,20 @@ class RedisStreamsBus(Bus):
         self._url = url
         self._password = password
         self.prefix = prefix
+        self._sentinel: Sentinel | None = None
+        self._master = ""
+        if url.startswith("redis+sentinel://"):
+            target = SentinelTarget.parse(url)
+            self._master = target.master
+            # One quick question per Sentinel, no retries: redis-py's default retries a refused
+            # Sentinel 10 times with back-off, so a dead first Sentinel outlasted every health
+            # check around a reconnect (research note).
+            self._sentinel = Sentinel(target.sentinels, sentinel_kwargs={
+                "password": target.password, "retry": Retry(NoBackoff(), 0),
+                "socket_connect_timeout": SENTINEL_CONNECT_TIMEOUT_S,
+                "socket_timeout": SENTINEL_TIMEOUT_S})
         self.redis = self._client()
-        self._pipeline = AutoPipeline(self.redis)
+        self._pipeline = AutoPipeline(self.redis, REPLICA_ACKS if self._sentinel else 0)
         self.call = self._pipeline.call
         """Any Redis command, sent with the others of this loop tick in one round trip."""
         self.store = RedisStore(self.redis, self._pipeline, prefix)
@@ -183,16 +270,31 @@ class RedisStreamsBus(Bus):
 
         return RedisLedger(self, policy)
 
-    def _client(self, **options: Any) -> aioredis.Redis:
-        return aioredis.Redis.from_url(
-            self._url,
-            password=self._password,
-            retry=_retry(),
-            retry_on_error=list(_RETRYABLE),
-            health_check_interval=30,
-            connection_class=_SSLConnection if self._url.startswith("rediss://") else _Connection,
-            **options,
-        )
+    def _client(self, single_connection_client: bool = False) -> aioredis.Redis:
+        options: dict[str, Any] = {
+            "password": self._password, "retry": _retry(), "retry_on_error": list(_RETRYABLE),
+            "health_check_interval": 30}
+        if self._sentinel is None:
+            return aioredis.Redis.from_url(
+                self._url, single_connection_client=single_connection_client,
+                connection_class=_SSLConnection if self._url.startswith("rediss://")
+                else _Connection, **options)
+        pool = SentinelConnectionPool(self._master, self._sentinel, is_master=True,
+                                      connection_class=_SentinelConnection, **options)
+        client = aioredis.Redis(connection_pool=pool,
+                                single_connection_client=single_connection_client)
+        client.auto_close_connection_pool = True  # the client owns its pool, as from_url's
+        return client
+
+    async def _replicated(self, reader: aioredis.Redis) -> None:
+        """Entries just read are handed on only once a replica holds them (and the read), so a
+        failover cannot bring back as unsent what was already sent."""
+        if self._sentinel is None:
+            return
+        acked = await reader.execute_command("WAIT", REPLICA_ACKS, REPLICA_ACK_TIMEOUT_MS)
+        if acked < REPLICA_ACKS:
+            raise NotReplicated(f"read entries: {acked} of {REPLICA_ACKS} replicas confirmed "
+                                f"within {REPLICA_ACK_TIMEOUT_MS} ms")
 
     def _k(self, stream: str) -> str:
         return self.prefix + stream
@@ -239,10 +341,13 @@ class RedisStreamsBus(Bus):
                         key, group, consumer, claim_idle_ms, "0-0", count=READ_BATCH
                     )
                     if batch := self._deliveries(stream, claimed):
+                        await self._replicated(reader)
                         yield batch
                 reply = await reader.xreadgroup(
                     group, consumer, {key: ">"}, count=READ_BATCH, block=BLOCK_MS
                 )
+                if reply:
+                    await self._replicated(reader)
                 for _, entries in reply or ():
                     if batch := self._deliveries(stream, entries):
                         yield batch
@@ -291,3 +396,5 @@ class RedisStreamsBus(Bus):
         for reader in list(self._readers):
             await reader.aclose()
         await self.redis.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()

@@ -1,0 +1,138 @@
+"""The Redis bus through Sentinels: a failover under a blocking reader, the auto-pipeline and the
+ledger's Redis Functions; a dead Sentinel; writes held until a replica has them.
+
+Real processes: a primary, two replicas and three Sentinels (tests/faults/sentinel.py). The
+bus and ledger contracts also run over Sentinels as a whole (the `sentinel` bus in conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from semantest import protocol as p
+from semantest.bus import open_bus
+from semantest.bus.ledger import Policy
+from semantest.bus.ledger_redis import LIBRARY
+from semantest.bus.redis_streams import NotReplicated, RedisStreamsBus, SentinelTarget
+from tests.faults.sentinel import SentinelGroup
+from tests.integration.test_ledger import EXT_GW, command, register
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    made = SentinelGroup(tmp_path)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+async def bus(group: SentinelGroup, redis_prefix: str) -> AsyncIterator[RedisStreamsBus]:
+    made = open_bus(group.url, group.env["REDIS_PASSWORD"], redis_prefix)
+    assert isinstance(made, RedisStreamsBus)
+    yield made
+    await made.aclose()
+
+
+def test_the_sentinel_url_is_read_back_as_it_was_built() -> None:
+    target = SentinelTarget.parse("redis+sentinel://:p%40ss%2F@a:26379,[::1]:5/hub%20one")
+    assert target == SentinelTarget([("a", 26379), ("::1", 5)], "hub one", "p@ss/")
+    assert SentinelTarget.parse("redis+sentinel://s:1/m").password is None
+
+
+async def test_a_failover_under_load_loses_no_step(group: SentinelGroup,
+                                                   bus: RedisStreamsBus) -> None:
+    """A blocking group reader and the auto-pipeline carry on on the promoted replica; the
+    ledger's functions are there already (replicated), and every write made before the kill
+    is on the new primary (each waited for a replica)."""
+    got: list[str] = []
+
+    all_read = asyncio.Event()
+
+    async def read() -> None:
+        async for batch in bus.consume("s", "g", "c1", start="0"):
+            got.extend(delivery.message["n"] for delivery in batch)
+            await bus.ack("s", "g", [delivery.id for delivery in batch], delete=True)
+            if len(got) >= 100:
+                all_read.set()
+
+    reader = asyncio.create_task(read())
+    try:
+        await failover_under_load(group, bus)
+        await asyncio.wait_for(all_read.wait(), 20)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    assert sorted(got) == sorted([f"a{i}" for i in range(50)] + [f"b{i}" for i in range(50)])
+
+
+async def failover_under_load(group: SentinelGroup, bus: RedisStreamsBus) -> None:
+    ledger = bus.ledger(Policy())
+    assert await register(ledger)
+    assert (await ledger.accept(command("before"))).outcome == "dispatched"
+    written = [await bus.publish("s", {"n": f"a{i}"}) for i in range(50)]
+    assert len(written) == 50
+    _, new, took = await asyncio.to_thread(group.kill_primary)
+    with new.client() as client:  # before any call of ours reached it
+        assert LIBRARY.splitlines()[0].split("name=")[1] in str(client.function_list())
+    started = time.monotonic()
+    after = await asyncio.wait_for(
+        asyncio.gather(*(bus.publish("s", {"n": f"b{i}"}) for i in range(50))), 30)
+    assert len(after) == 50
+    assert (await ledger.accept(command("after"))).outcome == "dispatched"
+    assert (await ledger.accept(command("before"))).outcome == "running"  # kept, not re-run
+    print(f"promotion visible {took:.1f}s after the kill; writes resumed "
+          f"{time.monotonic() - started:.1f}s after it")
+
+
+async def test_the_old_primary_comes_back_as_a_replica(group: SentinelGroup,
+                                                       bus: RedisStreamsBus) -> None:
+    await bus.store.put("k", {"v": 1})
+    old, new, _ = await asyncio.to_thread(group.kill_primary)
+    old.start()
+    await asyncio.to_thread(group.wait_replica, old)
+    with old.client() as client:
+        assert client.info("replication")["master_port"] == new.port
+    assert await bus.store.get("k") == {"v": 1}
+    await bus.store.put("k", {"v": 2})  # a write confirmed by a replica, maybe the old primary
+    assert await bus.store.get("k") == {"v": 2}
+
+
+async def test_a_dead_sentinel_does_not_slow_the_way_to_the_primary(
+        group: SentinelGroup, redis_prefix: str) -> None:
+    group.sentinels[0].kill()  # the first one asked
+    bus = open_bus(group.url, group.env["REDIS_PASSWORD"], redis_prefix)
+    try:
+        assert await bus.ready()  # one second at most, around a fresh resolve
+        await asyncio.to_thread(group.kill_primary)  # two Sentinels still make a quorum
+        await asyncio.wait_for(bus.store.put("k", {"v": 1}), 15)
+        assert await bus.ready()
+    finally:
+        await bus.aclose()
+
+
+async def test_writes_wait_for_a_replica_and_fail_when_none_confirms(
+        group: SentinelGroup, bus: RedisStreamsBus) -> None:
+    """Without a replica a write would not survive a failover: it is refused, not announced
+    (reads still answer)."""
+    await bus.store.put("k", {"v": 1})
+    for node in group.data[1:]:
+        node.kill()
+    with pytest.raises(NotReplicated, match="0 of 1 replicas"):
+        await bus.store.put("k", {"v": 2})
+    assert await bus.store.get("k") == {"v": 2}  # on the primary, never announced as done
+    ledger = bus.ledger(Policy())
+    with pytest.raises(NotReplicated):
+        await register(ledger)
+    # a read entry is not handed on either: it stays pending and is read again later
+    await bus.redis.xadd(bus.prefix + p.gateway_inbox(EXT_GW), {"d": b"{}"})
+    reads = bus.consume(p.gateway_inbox(EXT_GW), "gw", "me", start="0")
+    with pytest.raises(NotReplicated):
+        await asyncio.wait_for(anext(reads), 5)
+
