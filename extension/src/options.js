@@ -50,5 +50,4 @@ form.addEventListener('submit', async (event) => {
 chrome.storage.onChanged.addListener((changes, area) => {
   if (area === 'session' && changes.status) showStatus();
 });
-load();
-showStatus();
+load().then(showStatus); // the status shows once the fields are filled

@@ -11,7 +11,7 @@ import asyncio
 import json
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from semantest.client import Hub
 from tests.browser import chromium, site
-from tests.browser.cdp import Cdp
+from tests.browser.cdp import Cdp, CdpError
 from tests.conftest import ROOT, Hubs, RedisServer
 
 KEY = "browser-key-0123456789"
@@ -74,17 +74,28 @@ def browser(hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     process.stop()
 
 
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10) -> Any:
+    """Ask `check` again until it answers something true: for state the browser or the hub
+    announces no event for (a worker target, storage, the hub's extension list)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            answer = await check()
+            if answer:
+                return answer
+            await asyncio.sleep(0.05)
+
+
 async def registered(url: str, extension_id: str, timeout: float = 30) -> None:
     """Wait until the hub lists `extension_id` as connected."""
     sio = socketio.AsyncClient(reconnection=False)
     await sio.connect(url, auth={"apiKey": KEY}, transports=["websocket"], wait_timeout=10)
+
+    async def listed() -> bool:
+        status = await sio.call("status", timeout=10)
+        return extension_id in {e["extensionId"] for e in status.get("extensions", [])}
+
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                status = await sio.call("status", timeout=10)
-                if extension_id in {e["extensionId"] for e in status.get("extensions", [])}:
-                    return
-                await asyncio.sleep(0.2)
+        await eventually(listed, timeout)
     finally:
         await sio.disconnect()
 
@@ -106,21 +117,57 @@ class Devtools:
 
     async def worker(self, other_than: str | None = None, timeout: float = 20) -> str:
         """The target id of the extension's service worker (a new one, if `other_than`)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                await self._discover()
-                for target_id, info in self.targets.items():
-                    if (info["type"] == "service_worker" and target_id != other_than
-                            and info["url"].endswith("/background.js")):
-                        return target_id
-                await asyncio.sleep(0.05)
+        async def found() -> str | None:
+            await self._discover()
+            return next((target_id for target_id, info in self.targets.items()
+                         if info["type"] == "service_worker" and target_id != other_than
+                         and info["url"].endswith("/background.js")), None)
+
+        return str(await eventually(found, timeout))
+
+    async def options_page(self, extension_host: str, changes: dict[str, Any]) -> None:
+        """Open the extension's options page, change fields as a user would, press Save."""
+        created = await self.cdp.send("Target.createTarget", {
+            "url": f"chrome-extension://{extension_host}/options.html"})
+        attached = await self.cdp.send("Target.attachToTarget",
+                                       {"targetId": created["targetId"], "flatten": True})
+        session = attached["sessionId"]
+        # The page shows the status once it has filled its fields from the settings.
+        filled = ("location.protocol === 'chrome-extension:'"
+                  " && ![undefined, '…'].includes(document.getElementById('status')?.textContent)")
+        try:
+            await eventually(lambda: self._settled(session, filled))
+            await self.cdp.evaluate(session, f"""(async () => {{
+                for (const [key, value] of Object.entries({json.dumps(changes)})) {{
+                    const field = document.getElementById(key);
+                    if (field.type === 'checkbox') field.checked = value; else field.value = value;
+                }}
+                document.querySelector('button[type=submit]').click();
+                while (document.getElementById('saved').textContent !== 'saved') {{
+                    await new Promise((r) => setTimeout(r, 50));
+                }}
+            }})()""")
+        finally:
+            await self.cdp.send("Target.closeTarget", {"targetId": created["targetId"]})
+
+    async def _settled(self, session: str, expression: str) -> bool:
+        """`expression` in a page that may still be loading (its old document goes away)."""
+        try:
+            return bool(await self.cdp.evaluate(session, expression))
+        except CdpError:
+            return False
+
+    async def extension_host(self) -> str:
+        """The extension's Chromium id (the host of its chrome-extension:// URLs)."""
+        return self.targets[await self.worker()]["url"].split("/")[2]
 
     async def in_worker(self, expression: str) -> Any:
-        """Evaluate in the service worker (to look at chrome.storage.session)."""
+        """Evaluate (awaited) in the service worker, to look at chrome.storage.session."""
         attached = await self.cdp.send("Target.attachToTarget",
                                        {"targetId": await self.worker(), "flatten": True})
         try:
-            return await self.cdp.evaluate(attached["sessionId"], expression)
+            return await self.cdp.evaluate(attached["sessionId"],
+                                           f"(async () => ({expression}))()")
         finally:
             await self.cdp.send("Target.detachFromTarget", {"sessionId": attached["sessionId"]})
 

@@ -1,7 +1,7 @@
 """The pages the browser tests open: an aiohttp app on a loopback port, nothing from the internet.
 
-- `/form.html`: a text field that echoes what its `input` and `change` events saw, and a button
-  that counts its clicks;
+- `/form.html`: a text field that echoes what its `input` and `change` events saw, a button
+  that counts its clicks, and an image;
 - `/late.html?after=ms`: `#late` appears after `ms` milliseconds;
 - `/image.png` (a real PNG), `/not-an-image.png` (text), anything else 404;
 - `/csp.html`: a page whose Content-Security-Policy forbids eval.
@@ -17,11 +17,13 @@ from aiohttp import web
 
 FORM = """<!doctype html><title>Form</title>
 <input id="name"><p id="echo"></p><p id="changed"></p>
-<button id="go" onclick="count.textContent = +count.textContent + 1">Go</button>
-<p id="count">0</p>
+<button id="go">Go</button><p id="count">0</p><img id="pic" src="/image.png">
 <script>
-  name.addEventListener('input', () => { echo.textContent = 'input:' + name.value; });
-  name.addEventListener('change', () => { changed.textContent = 'change:' + name.value; });
+  const $ = (id) => document.getElementById(id);
+  const field = $('name');
+  field.addEventListener('input', () => { $('echo').textContent = 'input:' + field.value; });
+  field.addEventListener('change', () => { $('changed').textContent = 'change:' + field.value; });
+  $('go').addEventListener('click', () => { $('count').textContent++; });
 </script>"""
 
 LATE = """<!doctype html><title>Late</title><p id="early">here now</p>
