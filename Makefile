@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint testenv system-deps realnode-deps js-deps bench manifests chart-lint image clean
+.PHONY: run test lint testenv system-deps realnode-deps js-deps bench manifests chart-lint image clean jaeger-bin jaeger
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 testenv: $(STAMP)
 	@bash tests/k8s/controlplane/testenv.sh
 
+## jaeger-bin: the Jaeger v2 all-in-one binary the observability tests run (built once from its
+## Go module, cached outside the repo by version)
+jaeger-bin:
+	@bash tests/observability/jaeger/jaeger.sh >/dev/null
+
+## jaeger: Jaeger (query API and UI on :16686, OTLP on :4317/:4318) and the all-in-one hub on
+## :3000 sending it every trace; Ctrl-C stops both
+jaeger: $(STAMP) jaeger-bin
+	bash tests/observability/jaeger/run.sh
+
 ## bench: the hub against a Node relay and a raw Redis-stream relay, side by side (< 5 min);
 ## BENCH_ARGS="--profile soak" for the long version, "--py-spy" for profiles
 bench: $(STAMP) system-deps
@@ -65,7 +75,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 ## test: everything CI runs
-test: $(STAMP) system-deps js-deps testenv lint
+test: $(STAMP) system-deps js-deps testenv jaeger-bin lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

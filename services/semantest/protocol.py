@@ -125,8 +125,12 @@ no spaces, no control characters, so no id can split a key or a log line."""
 SYSTEM_PUBLISHER = "semantest"
 
 
-ECHOED = ("correlationId", "sessionId")
-"""Command fields that every progress and result of the command carries back."""
+ECHOED = ("correlationId", "sessionId", "traceparent")
+"""Command fields that every progress and result of the command carries back (`traceparent`:
+the W3C trace context the command travels with, see semantest.tracing)."""
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+"""A W3C traceparent as a client may send it on a command (lowercase hex, version-trace-span-
+flags)."""
 
 
 def echo(command: dict[str, object]) -> dict[str, object]:

@@ -31,6 +31,7 @@ from semantest.config import ConfigError, Cors, Settings, load_settings, masked
 from semantest.gateway import app as gateway_app
 from semantest.router import app as router_app
 from semantest.telemetry import Metrics, configure_logging, create_metrics, uptime
+from semantest.tracing import Tracing, create_tracing
 
 log = logging.getLogger("semantest")
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -84,9 +85,20 @@ def ledger_policy(settings: Settings) -> Policy:
                   max_queued=commands.max_queued_per_principal)
 
 
-def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Application:
-    """One application running `roles` over `bus`."""
+def service_name(roles: Collection[str]) -> str:
+    """The default OTEL_SERVICE_NAME: `semantest-server` all in one, else the role's."""
+    return "semantest-server" if set(roles) == ALL_ROLES else "semantest-" + "-".join(
+        sorted(roles))
+
+
+def compose(roles: Collection[str], settings: Settings, bus: Bus,
+            tracing: Tracing | None = None) -> web.Application:
+    """One application running `roles` over `bus` (traced by `tracing`, off when None)."""
     metrics: Metrics = create_metrics()
+    metrics.tracing = tracing or Tracing()
+
+    async def flush_spans(_: web.Application) -> None:  # bounded: the collector may be gone
+        await asyncio.to_thread(metrics.tracing.flush)
     app = web.Application(client_max_size=settings.websocket.max_payload)
     app[BUS] = bus
 
@@ -95,7 +107,9 @@ def compose(roles: Collection[str], settings: Settings, bus: Bus) -> web.Applica
         await bus.aclose()
 
     app.cleanup_ctx.append(close_bus)  # first in, last out: the bus outlives every role
+    app.on_cleanup.append(flush_spans)
     ledger = bus.ledger(ledger_policy(settings))
+    ledger.observe_call = metrics.redis_call
     gateway = None
     drains: list[Callable[[], Awaitable[None]]] = []
     if "gateway" in roles:
@@ -256,7 +270,8 @@ def run(roles: frozenset[str], argv: list[str] | None = None) -> None:
             settings = _with_jwt_secret(settings, separate)
         settings, starter = _starter_keys(settings) if not separate else (settings, [])
         context = tls_context(settings)
-    except ConfigError as exc:
+        tracing = create_tracing(service_name(roles))
+    except (ConfigError, ValueError) as exc:
         sys.exit(f"semantest: {exc}")
     if args.print_config:
         print(orjson.dumps(masked(settings), option=orjson.OPT_INDENT_2).decode())
@@ -265,7 +280,7 @@ def run(roles: frozenset[str], argv: list[str] | None = None) -> None:
     password = settings.redis.password
     bus = open_bus(settings.bus_url, password.get_secret_value() if password else None,
                    settings.redis.key_prefix)
-    app = compose(roles, settings, bus)
+    app = compose(roles, settings, bus, tracing)
     scheme = "https" if context else "http"
     host, port = settings.server.host, settings.server.port
     shown = "localhost" if host in ("0.0.0.0", "::") else host

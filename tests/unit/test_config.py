@@ -71,8 +71,9 @@ def test_environment_beats_file_beats_defaults(tmp_path: Path) -> None:
     assert settings.websocket.ping_interval == 5000
 
 
-def test_debug_variable_turns_on_debug_logging() -> None:
-    assert load_settings({"DEBUG": "semantest:*"}).logging.level == "debug"
+def test_debug_variable_names_debug_namespaces() -> None:
+    settings = load_settings({"DEBUG": "semantest:*"}).logging
+    assert settings.debug == "semantest:*" and settings.level == "info"  # per namespace
 
 
 def test_config_json_in_the_working_directory_is_read(tmp_path: Path,

@@ -13,6 +13,7 @@ from semantest.auth.routes import AuthRoutes, error
 from semantest.bus.base import Bus, Delivery
 from semantest.config import Settings
 from semantest.telemetry import Metrics
+from semantest.tracing import CONSUMER
 
 log = logging.getLogger("semantest.auth")
 
@@ -38,12 +39,16 @@ class AuthService:
         await self.bus.store.delete(request_key)
         if request is None:
             return  # the gateway gave up waiting; its key expired
-        try:
-            status, body = await self.routes.handle(request)
-        except Exception:
-            log.exception("auth request %s failed", request.get("path"))
-            self.metrics.bus_errors.add(1, {"stream": p.AUTH_REQUESTS})
-            status, body = error(500, p.ErrorCode.INTERNAL, "internal error")
+        with self.metrics.tracing.span(
+                "auth answer", kind=CONSUMER, parent=delivery.message.get("traceparent"),
+                attributes={"url.path": str(request.get("path"))}):
+            try:
+                status, body = await self.routes.handle(request)
+            except Exception:
+                log.exception("auth request %s failed", request.get("path"))
+                self.metrics.bus_errors.add(1, {"stream": p.AUTH_REQUESTS})
+                status, body = error(500, p.ErrorCode.INTERNAL, "internal error")
+            self.metrics.tracing.annotate(**{"http.status": status})
         await self.bus.store.put(p.auth_exchange_key(rid, "reply"),
                                  {"status": status, "body": body}, ttl_ms=REPLY_TTL_MS)
         await self.bus.publish(reply_to, {"t": p.DELIVER_HTTP_REPLY, "rid": rid})

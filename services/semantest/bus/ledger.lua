@@ -497,7 +497,7 @@ end
 -- Take the entries of a schedule that are due, each out of the schedule in the same step, and
 -- end what `due(K, T, name, ended, o)` says; an entry that cannot be read is dropped and listed.
 -- ARGV: P, now, limit, retention, max result bytes, channel history
--- → {ended: {type, code, duration}..., unreadable: {member}...}
+-- → {ended: {type, code, duration, id, echo}..., unreadable: {member}...}
 local function sweep(schedule, due, ARGV)
   local P, now = ARGV[1], tonumber(ARGV[2])
   local o = ending(ARGV, 4)
@@ -530,7 +530,7 @@ local function expire(_, ARGV)
       code, text = 'NO_EXTENSION', 'no capable extension connected before the deadline'
     end
     o.error, o.tell_extension = failure(code, text), true
-    table.insert(ended, {c.typ, code, finish(K, T, id, c, o.now, o)})
+    table.insert(ended, {c.typ, code, finish(K, T, id, c, o.now, o), id, c.echo or ''})
   end, ARGV)
 end
 
@@ -544,7 +544,8 @@ local function expire_grace(_, ARGV)
     for _, id in ipairs(redis.call('SMEMBERS', K.running(ext))) do
       local c = fields(K.cmd(id), COMMAND_FIELDS)
       if c.st == 'dispatched' and c.ext == ext then
-        table.insert(ended, {c.typ, 'EXTENSION_DISCONNECTED', finish(K, T, id, c, o.now, o)})
+        table.insert(ended, {c.typ, 'EXTENSION_DISCONNECTED', finish(K, T, id, c, o.now, o),
+          id, c.echo or ''})
       else
         redis.call('SREM', K.running(ext), id)
       end

@@ -14,6 +14,7 @@ The deliveries each step makes land in gateway inboxes (`protocol.gateway_inbox`
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from semantest.bus.base import Message
@@ -79,11 +80,13 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Ended:
-    """A command this step ended: for metrics."""
+    """A command this step ended: for metrics, and (from a sweep) for its trace and log line."""
 
     type: str
     outcome: str
     duration_ms: int
+    id: str = ""
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,8 @@ class Sweep:
 
 class Ledger(abc.ABC):
     policy: Policy
+    observe_call: Callable[[str, float], None] | None = None
+    """Told each call's name and seconds, where a call is a round trip (Redis)."""
 
     @abc.abstractmethod
     async def accept(self, command: NewCommand) -> Accepted: ...

@@ -419,6 +419,13 @@ class MemoryLedger(Ledger):
         else:
             command.gateway = ""
 
+    @staticmethod
+    def _swept(command_id: str, command: _Command, code: str, duration: int) -> Ended:
+        """What a sweep tells of a command it ended (its trace context is in the result)."""
+        traceparent = (command.result or {}).get("traceparent")
+        return Ended(command.type, code, duration, command_id,
+                     traceparent if isinstance(traceparent, str) else None)
+
     async def expire(self, now: int) -> Sweep:
         self._now = now
         self._forget_ended(now)
@@ -435,7 +442,7 @@ class MemoryLedger(Ledger):
                 text = "no capable extension connected before the deadline"
             duration = self._finish(command, now, False, tell_extension=True,
                                     error={"code": code, "message": text})
-            ended.append(Ended(command.type, code, duration))
+            ended.append(self._swept(command_id, command, code, duration))
         return Sweep(ended, [])
 
     async def expire_grace(self, now: int) -> Sweep:
@@ -454,7 +461,7 @@ class MemoryLedger(Ledger):
                     duration = self._finish(command, now, False, error={
                         "code": code,
                         "message": "the extension disconnected and did not come back"})
-                    ended.append(Ended(command.type, code, duration))
+                    ended.append(self._swept(command_id, command, code, duration))
         return Sweep(ended, [])
 
     async def heartbeat(self, gateway: str, now: int) -> bool:

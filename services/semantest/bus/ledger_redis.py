@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from importlib import resources
 from typing import Any
 
@@ -43,11 +44,16 @@ def _text(value: bytes | str) -> str:
 
 
 def _ended(reply: list[Any], known: str | None = None) -> Ended | None:
-    """`{type, outcome, duration}` from a sweep, or `{type, duration}` with the outcome known."""
+    """`{type, outcome, duration, id, echo}` from a sweep, or `{type, duration}` with the
+    outcome known."""
     if not reply:
         return None
     if known is None:
-        return Ended(_text(reply[0]), _text(reply[1]), int(reply[2]))
+        echo = _text(reply[4])
+        traceparent = orjson.loads(b"{" + echo.encode() + b"}").get("traceparent") if echo \
+            else None
+        return Ended(_text(reply[0]), _text(reply[1]), int(reply[2]), _text(reply[3]),
+                     traceparent)
     return Ended(_text(reply[0]), known, int(reply[1]))
 
 
@@ -74,6 +80,7 @@ class RedisLedger(Ledger):
         if not self._loaded:
             await self._load()
         function = f"{name}_{VERSION}"
+        started = time.perf_counter()
         try:
             return await self._bus.call("fcall", function, 0, self._prefix, *args)
         except ResponseError as exc:
@@ -81,6 +88,9 @@ class RedisLedger(Ledger):
                 raise
             await self._load()
             return await self._bus.call("fcall", function, 0, self._prefix, *args)
+        finally:
+            if self.observe_call is not None:
+                self.observe_call(name, time.perf_counter() - started)
 
     def _ending(self) -> tuple[int, int, int]:
         policy = self.policy

@@ -25,6 +25,7 @@ from semantest.gateway import limits
 from semantest.gateway.sockets import GatewaySockets
 from semantest.protocol import ErrorCode, Role
 from semantest.telemetry import Metrics
+from semantest.tracing import SERVER
 
 log = logging.getLogger("semantest.gateway")
 
@@ -74,16 +75,24 @@ class Gateway:
             "apiKey": request.headers.get(self.sockets.settings.auth.api_keys.header),
             "ip": self.sockets.limits.ip_of(request)}
         store, answer = self.bus.store, p.auth_exchange_key(rid, "reply")
-        try:  # secrets travel through the store under a TTL, never in a stream
-            await store.put(p.auth_exchange_key(rid, "request"), exchange,
-                            ttl_ms=int(AUTH_REPLY_TIMEOUT_S * 1000))
-            await self.bus.publish(p.AUTH_REQUESTS, {"rid": rid, "reply": self.sockets.inbox})
-            await asyncio.wait_for(future, AUTH_REPLY_TIMEOUT_S)
-            reply = await store.get(answer)
-        except TimeoutError:
-            reply = None
-        finally:
-            self._replies.pop(rid, None)
+        tracing = self.sockets.metrics.tracing
+        with tracing.span("auth request", kind=SERVER, parent=request.headers.get("traceparent"),
+                          attributes={**self.sockets.span_attributes,
+                                      "http.request.method": request.method,
+                                      "url.path": request.path}):
+            ring = {"rid": rid, "reply": self.sockets.inbox}
+            if tracing.enabled:  # the auth service continues this trace
+                ring["traceparent"] = tracing.traceparent()
+            try:  # secrets travel through the store under a TTL, never in a stream
+                await store.put(p.auth_exchange_key(rid, "request"), exchange,
+                                ttl_ms=int(AUTH_REPLY_TIMEOUT_S * 1000))
+                await self.bus.publish(p.AUTH_REQUESTS, ring)
+                await asyncio.wait_for(future, AUTH_REPLY_TIMEOUT_S)
+                reply = await store.get(answer)
+            except TimeoutError:
+                reply = None
+            finally:
+                self._replies.pop(rid, None)
         await store.delete(answer)
         if reply is None:
             return error_response(503, ErrorCode.UNAVAILABLE, "the auth service did not answer")
@@ -104,9 +113,19 @@ class Gateway:
                                 "registering its extensions again", self.id)
                     await self.sockets.register_again()
                 first = False
+                await self.count_pending()
             except Exception:
                 log.exception("heartbeat failed")
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def count_pending(self) -> None:
+        """`semantest_commands_pending` of the tenants with a connection here (a tenant's
+        counts live in the ledger; every gateway of the tenant reports the same numbers)."""
+        for tenant in {c.principal.tenant for c in self.sockets.connections.by_sid.values()}:
+            not_ended, queued = await self.ledger.counts(tenant)
+            pending = self.sockets.metrics.commands_pending
+            pending.set(queued, {"tenant": tenant, "state": "queued"})
+            pending.set(not_ended - queued, {"tenant": tenant, "state": "running"})
 
     async def drain(self, timeout_s: float) -> None:
         await self.sockets.drain(timeout_s)

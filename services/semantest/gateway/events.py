@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
 
-from semantest.protocol import ID_PATTERN, ErrorCode, HubError
+from semantest.protocol import ID_PATTERN, TRACEPARENT_PATTERN, ErrorCode, HubError
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -45,6 +45,8 @@ class Command(BaseModel):
     timeout: int | None = Field(None, ge=1)
     correlation_id: Id | None = Field(None, alias="correlationId")
     session_id: Id | None = Field(None, alias="sessionId")
+    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None = None
+    """The caller's W3C trace context: the hub's spans continue its trace."""
 
 
 class Cancel(Shape):

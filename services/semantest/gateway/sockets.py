@@ -31,7 +31,8 @@ from semantest.gateway.sessions import Sessions
 from semantest.gateway.status import StatusReport
 from semantest.outbox import Outbox
 from semantest.protocol import ErrorCode, HubError, Role, Scope
-from semantest.telemetry import Metrics
+from semantest.telemetry import Metrics, command_fields
+from semantest.tracing import CLIENT, CONSUMER, SERVER
 
 log = logging.getLogger("semantest.gateway")
 
@@ -75,6 +76,8 @@ class GatewaySockets:
         self.metrics = metrics
         self.gateway_id = gateway_id
         self.inbox = p.gateway_inbox(gateway_id)
+        self.span_attributes = {"semantest.gateway.id": gateway_id}
+        """On every span this gateway makes: which gateway took the event."""
         self.verifier = Verifier(settings, bus.store)
         self.limits = limits.Limits(settings, bus.store)
         self.revocations = revocations.Revocations()
@@ -160,7 +163,7 @@ class GatewaySockets:
                     "message": "this extensionId is registered by another credential"})
         kind = {"type": connection.role.value}
         self.metrics.connections.add(1, kind)
-        self.metrics.connections_active.add(1, kind)
+        self.metrics.connections_active.add(1, {**kind, "gateway": self.gateway_id})
 
     async def _admit(self, sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Connection:
         if self.draining:
@@ -212,7 +215,8 @@ class GatewaySockets:
         connection = self.connections.remove(sid)
         if connection is None:
             return
-        self.metrics.connections_active.add(-1, {"type": connection.role.value})
+        self.metrics.connections_active.add(-1, {"type": connection.role.value,
+                                                 "gateway": self.gateway_id})
         await self.channels.leave_all(connection)
         for session_id in list(connection.sessions):
             await self.sessions.detach(connection, session_id)
@@ -229,24 +233,40 @@ class GatewaySockets:
         async def guarded(sid: str, data: Any = None, *_: Any) -> Any:
             self.metrics.messages.add(1, INBOUND)
             connection = self.connections.by_sid.get(sid)
-            try:
-                if connection is None:
-                    raise HubError(ErrorCode.AUTH_REQUIRED, "not connected")
-                await self.limits.event(connection.principal)
-                if role is not None and connection.role is not role:
-                    raise HubError(ErrorCode.FORBIDDEN, f"{event!r} is for {role.value}s")
-                answer = await handler(connection, data)
-                if reply is not None:
-                    await self.sio.emit(reply, answer, to=sid)
-                return answer
-            except HubError as exc:
-                return await self.refuse(sid, event, exc, data)
-            except Exception:
-                log.exception("event %s from %s failed", event, sid)
-                return await self.refuse(sid, event, HubError(ErrorCode.INTERNAL,
-                                                              "internal error"), data)
+            tracing = self.metrics.tracing
+            parent = self._trace_parent(event, connection, data) if tracing.enabled else None
+            with tracing.span(event, kind=SERVER, parent=parent, attributes=self.span_attributes):
+                try:
+                    if connection is None:
+                        raise HubError(ErrorCode.AUTH_REQUIRED, "not connected")
+                    await self.limits.event(connection.principal)
+                    if role is not None and connection.role is not role:
+                        raise HubError(ErrorCode.FORBIDDEN, f"{event!r} is for {role.value}s")
+                    answer = await handler(connection, data)
+                    if reply is not None:
+                        await self.sio.emit(reply, answer, to=sid)
+                    return answer
+                except HubError as exc:
+                    tracing.annotate(error=exc.code.value)
+                    return await self.refuse(sid, event, exc, data)
+                except Exception:
+                    log.exception("event %s from %s failed", event, sid)
+                    return await self.refuse(sid, event, HubError(ErrorCode.INTERNAL,
+                                                                  "internal error"), data)
 
         return guarded
+
+    def _trace_parent(self, event: str, connection: Connection | None, data: Any) -> str | None:
+        """The trace an event continues: a command its caller's `traceparent`; an extension's
+        result or progress the trace of the command as it was given to the extension."""
+        if not isinstance(data, dict):
+            return None
+        if event in ("result", "progress") and connection is not None:
+            running = self.running.get(self._running_key(connection, str(data.get("id"))))
+            if running is not None:
+                return running[1].get("traceparent")
+        parent = data.get("traceparent")
+        return parent if isinstance(parent, str) else None
 
     async def refuse(self, sid: str, event: str, exc: HubError, data: Any) -> Message:
         body: Message = {**exc.as_dict(), "event": event}
@@ -301,9 +321,19 @@ class GatewaySockets:
         accepted = p.now_ms()
         payload["deadline"] = accepted + timeout
         principal = connection.principal
-        answer = await self.ledger.accept(NewCommand(
-            principal.tenant, principal.subject, {"gw": self.gateway_id, "sid": connection.sid},
-            payload, accepted, self._sessions_with(connection, p.READ)))
+        tracing = self.metrics.tracing
+        if tracing.enabled:  # the command travels in this trace (the caller's, when it sent one)
+            payload["traceparent"] = tracing.traceparent()
+        with tracing.span("ledger accept", kind=CLIENT):
+            answer = await self.ledger.accept(NewCommand(
+                principal.tenant, principal.subject,
+                {"gw": self.gateway_id, "sid": connection.sid},
+                payload, accepted, self._sessions_with(connection, p.READ)))
+        tracing.annotate(**{"command.id": payload["id"], "command.type": command.type,
+                            "command.outcome": answer.outcome, "extension.id": answer.extension})
+        log.debug("command %s (%s) %s%s", payload["id"], command.type, answer.outcome,
+                  f" to {answer.extension}" if answer.extension else "",
+                  extra=command_fields(payload["id"], payload.get("traceparent")))
         if answer.outcome == "taken":
             raise HubError(ErrorCode.VALIDATION_FAILED,
                            "this command id is in use by another sender; use a fresh id")
@@ -357,10 +387,14 @@ class GatewaySockets:
 
     async def result(self, connection: Connection, data: Any) -> Message:
         report = events.parse(events.Result, data).model_dump(exclude_none=True)
-        self.running.pop(self._running_key(connection, report["id"]), None)
-        self._ended(await self.ledger.report(connection.principal.tenant,
-                                             connection.extension_id or "", connection.sid,
-                                             report, p.now_ms()))
+        running = self.running.pop(self._running_key(connection, report["id"]), None)
+        log.debug("command %s result from %s: %s", report["id"], connection.extension_id,
+                  "success" if report["success"] else "failure",
+                  extra=command_fields(report["id"], running and running[1].get("traceparent")))
+        with self.metrics.tracing.span("ledger report", kind=CLIENT):
+            self._ended(await self.ledger.report(connection.principal.tenant,
+                                                 connection.extension_id or "", connection.sid,
+                                                 report, p.now_ms()))
         return {"id": report["id"], "accepted": True}
 
     async def ping(self, connection: Connection, data: Any) -> Message:
@@ -429,13 +463,20 @@ class GatewaySockets:
             await self._to_extension(message)
 
     async def _to_sockets(self, message: Message) -> None:
-        result = message["data"]["id"] if message["event"] == "result" else None
-        for sid in message["sids"]:
-            connection = self.connections.by_sid.get(sid)
-            if connection is not None:
-                connection.awaiting.discard(result)
-                self.metrics.messages.add(1, OUTBOUND)
-                await self.sio.emit(message["event"], message["data"], to=sid)
+        data = message["data"]
+        result = data["id"] if message["event"] == "result" else None
+        if result is not None:
+            log.debug("command %s result to %d socket(s)", result, len(message["sids"]),
+                      extra=command_fields(result, data.get("traceparent")))
+        with self.metrics.tracing.continued(f"{message['event']} deliver",
+                                            data.get("traceparent"), kind=CONSUMER,
+                                            attributes=self.span_attributes):
+            for sid in message["sids"]:
+                connection = self.connections.by_sid.get(sid)
+                if connection is not None:
+                    connection.awaiting.discard(result)
+                    self.metrics.messages.add(1, OUTBOUND)
+                    await self.sio.emit(message["event"], data, to=sid)
 
     async def _to_extension(self, message: Message) -> None:
         tenant, extension_id = message["tenant"], message["ext"]
@@ -445,7 +486,12 @@ class GatewaySockets:
             self.running.pop(key, None)
         if sid is None:
             if message["event"] == "command":  # it left or moved: the ledger sends it on
-                await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
+                traceparent = message["data"].get("traceparent")
+                log.debug("command %s handed back: %s is not here", key[2], extension_id,
+                          extra=command_fields(key[2], traceparent))
+                with self.metrics.tracing.continued("command handback", traceparent,
+                                                    kind=CLIENT):
+                    await self.ledger.handback(tenant, extension_id, key[2], self.gateway_id)
             return
         if not self.sio.manager.is_connected(sid, "/"):
             # Work sent the moment it registered, before its CONNECT went out (or for a
@@ -455,12 +501,31 @@ class GatewaySockets:
             task.add_done_callback(self._early.discard)
             return
         callback = None
-        if message["event"] == "command":
-            self.running[key] = (message["origin"], message["data"], sid)
-            if self.connections.by_sid[sid].record.get("acks"):
-                callback = functools.partial(self._received, tenant, extension_id, sid, key[2])
-        self.metrics.messages.add(1, OUTBOUND)
-        await self.sio.emit(message["event"], message["data"], to=sid, callback=callback)
+        data = message["data"]
+        tracing = self.metrics.tracing
+        with tracing.continued(f"{message['event']} deliver", data.get("traceparent"),
+                               kind=CONSUMER, attributes=self.span_attributes):
+            if message["event"] == "command":
+                if tracing.enabled:  # the extension continues the trace from here
+                    data = {**data, "traceparent": tracing.traceparent()}
+                self._sending(extension_id, data)
+                self.running[key] = (message["origin"], data, sid)
+                if self.connections.by_sid[sid].record.get("acks"):
+                    callback = functools.partial(self._received, tenant, extension_id, sid,
+                                                 key[2])
+            self.metrics.messages.add(1, OUTBOUND)
+            await self.sio.emit(message["event"], data, to=sid, callback=callback)
+
+    def _sending(self, extension_id: str, command: Message) -> None:
+        """A command goes to its extension now: how long it waited since its acceptance."""
+        waited_s = (p.now_ms() - (command["deadline"] - command["timeout"])) / 1000
+        self.metrics.queue_wait.labels(command["type"]).observe(max(waited_s, 0.0))
+        self.metrics.tracing.annotate(**{"command.id": command["id"],
+                                         "command.type": command["type"],
+                                         "extension.id": extension_id})
+        log.debug("command %s sent to %s after %.0f ms", command["id"], extension_id,
+                  waited_s * 1000, extra=command_fields(command["id"],
+                                                        command.get("traceparent")))
 
     async def _when_connected(self, sid: str, message: Message) -> None:
         loop = asyncio.get_running_loop()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from semantest import protocol as p
 from semantest.bus.ledger import SWEEP_LIMIT, Ledger, Sweep
-from semantest.telemetry import Metrics
+from semantest.telemetry import Metrics, command_fields
 
 log = logging.getLogger("semantest.router")
 
@@ -35,9 +36,15 @@ class Router:
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
 
-    def record(self, sweep: Sweep) -> None:
+    def record(self, sweep: Sweep, started_ns: int) -> None:
         for ended in sweep.ended:
             self.metrics.command_ended(ended.type, ended.outcome, ended.duration_ms)
+            log.debug("command %s ended %s after %d ms", ended.id, ended.outcome,
+                      ended.duration_ms, extra=command_fields(ended.id, ended.traceparent))
+        self.metrics.tracing.record_each(  # in each ended command's trace
+            "command expire", started_ns, [e.traceparent for e in sweep.ended],
+            [{"semantest.command.id": e.id, "semantest.command.type": e.type,
+              "semantest.command.outcome": e.outcome} for e in sweep.ended])
         for entry in sweep.unreadable:  # dropped by the sweep; said once, not every tick
             if entry not in self._unreadable and len(self._unreadable) < MAX_REMEMBERED_UNREADABLE:
                 self._unreadable.add(entry)
@@ -47,8 +54,9 @@ class Router:
         now = p.now_ms()
         for step in (self.ledger.expire, self.ledger.expire_grace):
             while True:  # a full batch means more may be due
+                started_ns = time.time_ns()
                 sweep = await step(now)
-                self.record(sweep)
+                self.record(sweep, started_ns)
                 if len(sweep.ended) + len(sweep.unreadable) < SWEEP_LIMIT:
                     break
         if ticks % BURY_EVERY_TICKS == 0:
