@@ -1,0 +1,43 @@
+"""The extension survives its service worker being stopped (as Chromium does to idle or
+long-running MV3 workers): stopped for real over DevTools (`Target.closeTarget` on the worker
+target), it comes back, reconnects with the same extensionId within the hub's grace period, and
+the command it had acknowledged still ends in its result."""
+
+from __future__ import annotations
+
+import asyncio
+
+from semantest.client import Hub, Progress
+from tests.browser.conftest import Browser, Devtools
+
+
+async def stop_worker(devtools: Devtools) -> str:
+    """Stop the extension's service worker; answers its (old) target id."""
+    old = await devtools.worker()
+    await devtools.cdp.send("Target.closeTarget", {"targetId": old})
+    return old
+
+
+async def test_command_in_flight_survives_a_worker_stop(hub: Hub, pages: str, browser: Browser,
+                                                        devtools: Devtools) -> None:
+    await hub.run("NAVIGATE", url=f"{pages}/late.html?after=5000")
+    progress: asyncio.Queue[Progress] = asyncio.Queue()
+    handle = await hub.submit("WAIT_FOR", selector="#late", on_progress=progress.put_nowait)
+    await asyncio.wait_for(progress.get(), 10)  # acknowledged and running in the old worker
+    old = await stop_worker(devtools)
+    await devtools.worker(other_than=old)  # nothing but the extension itself starts it again
+    result = await handle
+    assert result.data["found"] is True
+    assert result.extension == browser.extension_id
+    stored = await devtools.in_worker("Object.keys(await chrome.storage.session.get(null))")
+    assert [key for key in stored if key.startswith("cmd:")] == []  # nothing left behind
+
+
+async def test_commands_sent_while_the_worker_is_stopped_run_when_it_is_back(
+        hub: Hub, pages: str, browser: Browser, devtools: Devtools) -> None:
+    await hub.run("NAVIGATE", url=f"{pages}/form.html")
+    old = await stop_worker(devtools)
+    text = await hub.run("GET_TEXT", selector="#count")  # the hub holds it in the grace period
+    assert text.data == {"text": "0"}
+    assert text.extension == browser.extension_id
+    await devtools.worker(other_than=old)
