@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from semantest.tracing import create_tracing
 from semantest_operator import reconcile, resources
 from semantest_operator.apply import Kube
 
@@ -52,6 +53,7 @@ async def start_operator(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     for group, version, plural in CHILDREN:
         settings.watching.label_selectors[group, version, plural] = owned
     memo.kube = await Kube.connect()
+    memo.tracing = create_tracing("semantest-operator")  # OTEL_* as for the hub (off unset)
     memo.converger = reconcile.Converger(memo.kube, importlib.metadata.version("semantest-hub"))
 
 
@@ -60,6 +62,7 @@ async def stop_operator(memo: kopf.Memo, **_: Any) -> None:
     """Stop pending retries and close the API client."""
     memo.converger.close()
     await memo.kube.close()
+    memo.tracing.flush()
 
 
 @kopf.on.resume(*CLUSTERS)
@@ -67,7 +70,8 @@ async def stop_operator(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.update(*CLUSTERS)
 async def reconcile_cluster(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Make the children what the spec implies, then report it in status (see reconcile.py)."""
-    outcome = await memo.converger.converge(namespace or "", name)
+    with memo.tracing.span("reconcile", attributes={"semantest.cluster": f"{namespace}/{name}"}):
+        outcome = await memo.converger.converge(namespace or "", name)
     problem = outcome and outcome.problem
     if problem and problem.permanent:
         raise kopf.PermanentError(f"{problem.reason}: {problem.message}")
