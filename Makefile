@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint testenv system-deps realnode-deps js-deps bench manifests chart-lint image clean jaeger-bin jaeger
+.PHONY: run test lint testenv system-deps realnode-deps realnode realnode-up realnode-down browser-deps extension js-deps bench manifests chart-lint image clean jaeger-bin jaeger
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,20 @@ realnode-deps:
 	  | grep -qx $(words $(REALNODE_PKGS)) || (apt-get update -qq -o DPkg::Lock::Timeout=600 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
 	  --no-install-recommends $(REALNODE_PKGS))
+
+## browser-deps: Chromium from Debian for the browser tests (only when missing; as root)
+browser-deps:
+	@if test -x /usr/lib/chromium/chromium; then :; \
+	elif [ "$$(id -u)" != 0 ]; then echo "browser-deps: not root, no Chromium: browser tests skip"; \
+	else apt-get update -qq -o DPkg::Lock::Timeout=600 && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq -o DPkg::Lock::Timeout=600 chromium; fi
+
+## extension: the Manifest V3 extension, unpacked, in extension/dist/ (docs/extension.md)
+extension: extension/node_modules/.package-lock.json
+	cd extension && node build.mjs
+
+extension/node_modules/.package-lock.json: extension/package.json extension/package-lock.json
+	cd extension && npm ci --no-audit --no-fund --silent
 
 ## js-deps: the official socket.io-client, pinned by tests/js/package-lock.json
 js-deps: tests/js/node_modules/.package-lock.json
@@ -66,17 +80,35 @@ manifests: $(STAMP) testenv
 chart-lint: $(STAMP) testenv
 	$(PY) -m pytest -q -p no:cacheprovider tests/chart
 
-## image: the one image for the hub and the operator (needs a Docker engine)
-image:
-	docker build -t semantest-hub .
+## image: the one image for the hub and the operator, built with buildah from the Dockerfile on
+## a base made from Debian packages (no Docker engine, no registry; root; cached, see
+## docs/kubernetes.md). With Docker: `docker build -t semantest-hub .`
+image: realnode-deps
+	@bash tests/realnode/images/build.sh >/dev/null
+
+## realnode: what the real-node tier runs (root): the Debian packages, the node's binaries
+## (kubelet, kube-scheduler, kube-proxy, containerd, CoreDNS; built once, cached with the
+## control plane) and the images
+realnode: $(STAMP) realnode-deps image
+	@bash tests/k8s/controlplane/testenv.sh --node >/dev/null
+
+## realnode-up: a one-node cluster for debugging, in the foreground (Ctrl-C or
+## `make realnode-down` stops it and sweeps everything); prints its KUBECONFIG
+realnode-up: realnode
+	$(PY) -m tests.realnode.cluster up
+
+## realnode-down: stop a node started by realnode-up, and sweep what a killed one left
+realnode-down:
+	$(PY) -m tests.realnode.cluster down
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services operator tests bench
 	$(VENV)/bin/lint-imports
 
-## test: everything CI runs
-test: $(STAMP) system-deps js-deps testenv jaeger-bin lint
+## test: everything CI runs (as root, the real-node tier too: `make realnode` first)
+REALNODE := $(if $(filter 0,$(shell id -u)),realnode)
+test: $(STAMP) system-deps browser-deps extension js-deps testenv jaeger-bin $(REALNODE) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules bench/node_modules
+	rm -rf $(VENV) tests/js/node_modules bench/node_modules extension/node_modules extension/dist
