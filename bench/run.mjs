@@ -5,7 +5,7 @@
 //
 //   node bench/run.mjs [--profile smoke|short|soak | --quick] [--peers a,b,...] [--rounds N]
 //                      [--unpinned] [--py-spy] [--soak-seconds S] [--out DIR]
-//                      [--hub DIR | --baseline REF] [--candidate DIR]
+//                      [--hub DIR | --baseline REF] [--candidate DIR] [--tracing]
 //
 // Peers: hub-aio (semantest-server, in-process bus), hub-services (semantest-auth, -router,
 // -gateway over Redis), node-relay (socket.io + @socket.io/redis-adapter, two processes),
@@ -19,7 +19,10 @@
 // before/after in one run. Relative paths are relative to the current directory. The services/
 // of each tree is copied at the start, so edits made during the run do not leak into it. Every round
 // after the first restarts each peer before its idle step, so that memory per idle connection is
-// measured on fresh processes in every round. All traffic stays on 127.0.0.1; every process
+// measured on fresh processes in every round. --tracing adds hub-aio-traced and
+// hub-services-traced, each right after its untraced peer: the same hub exporting every span
+// over OTLP to a real Jaeger (tests/observability/jaeger), for tracing's cost on against off.
+// All traffic stays on 127.0.0.1; every process
 // started here is stopped at the end.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,6 +50,7 @@ const { values: opt } = parseArgs({
     hub: { type: 'string' },
     baseline: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    tracing: { type: 'boolean', default: false },
   },
 });
 
@@ -98,7 +102,8 @@ if (opt.hub && opt.baseline) throw new Error('give --hub DIR or --baseline REF, 
 // A candidate is measured right after its baseline in every round, so both see the same machine.
 const peerIds = opt.peers.split(',').filter(Boolean).flatMap((id) => (
   (opt.candidate || opt.baseline) && ['hub-aio', 'hub-services'].includes(id)
-    ? [id, `${id}-candidate`] : [id]));
+    ? [id, `${id}-candidate`] : [id])).flatMap((id) => (
+  opt.tracing && ['hub-aio', 'hub-services'].includes(id) ? [id, `${id}-traced`] : [id]));
 const serverCpus = opt.unpinned ? null : '0';
 const loadgenCpus = opt.unpinned ? null : '1';
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -271,7 +276,7 @@ if (loadAtStart > os.cpus().length / 2) {
     + 'before the start: other work will disturb the numbers (see the "other CPU %" column)\n');
 }
 const defs = peerDefinitions({ root: ROOT, bench: BENCH, group, serverCpus, hub: hubTree,
-  candidate: candidateTree });
+  candidate: candidateTree, jaegerCpus: loadgenCpus });
 for (const id of peerIds) if (!defs[id]) throw new Error(`unknown peer ${id}`);
 const started = [];
 for (const id of peerIds) {

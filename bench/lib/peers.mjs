@@ -14,7 +14,7 @@ export const HUB_ENV = {
   JWT_SECRET: 'bench-only-secret-not-for-production-use-0123456789',
 };
 
-export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate }) {
+export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate, jaegerCpus }) {
   const venv = path.join(root, '.venv/bin');
   const opts = (env = {}) => ({ env, cpus: serverCpus, cwd: root });
   // The hub reads ./config.json when present: run it where there is none.
@@ -40,10 +40,34 @@ export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate
     await waitHttp(`http://127.0.0.1:${port}/health`, 30000, () => !rec.exited);
   }
 
-  function hubAio(id, extraEnv) {
+  // --tracing: hubs that export every span over OTLP (http/protobuf) to a real Jaeger, the one
+  // tests/observability runs (built by tests/observability/jaeger/jaeger.sh), started once for the
+  // run on the load generator's CPU, so that the trace store does not take the peer's core.
+  let otlpEnv = null;
+  async function tracingEnv() {
+    if (!otlpEnv) {
+      const dir = path.join(root, 'tests/observability/jaeger');
+      const bin = execFileSync('bash', [path.join(dir, 'jaeger.sh')]).toString().trim()
+        .split('\n').pop();
+      const ports = {};
+      for (const name of ['JAEGER_OTLP_GRPC_PORT', 'JAEGER_OTLP_HTTP_PORT', 'JAEGER_QUERY_PORT',
+        'JAEGER_QUERY_GRPC_PORT']) ports[name] = String(await freePort());
+      const rec = group.start('jaeger', bin, ['--config', path.join(dir, 'config.yaml')],
+        { env: { ...ports, JAEGER_HOST: '127.0.0.1' }, cpus: jaegerCpus });
+      await waitHttp(`http://127.0.0.1:${ports.JAEGER_QUERY_PORT}/api/services`, 60000,
+        () => !rec.exited);
+      otlpEnv = { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${ports.JAEGER_OTLP_HTTP_PORT}` };
+    }
+    return otlpEnv;
+  }
+  const traced = (env) => async () => ({ ...env, ...await tracingEnv() });
+
+  function hubAio(id, envOf) {
     return {
       async start() {
         const port = await freePort();
+        const extraEnv = typeof envOf === 'function' ? await envOf() : envOf;
         const rec = group.start(id, hubBinary('semantest-server'), [],
           hubOpts({ ...extraEnv, PORT: String(port) }));
         await served(rec, port);
@@ -53,9 +77,10 @@ export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate
     };
   }
 
-  function hubServices(id, extraEnv) {
+  function hubServices(id, envOf) {
     return {
       async start() {
+        const extraEnv = typeof envOf === 'function' ? await envOf() : envOf;
         const r = await redis(id);
         const env = { ...extraEnv, REDIS_URL: `redis://127.0.0.1:${r.port}/0` };
         const recs = [];
@@ -104,6 +129,8 @@ export function peerDefinitions({ root, bench, group, serverCpus, hub, candidate
   return {
     'hub-aio': hubAio('hub-aio', hubEnv),
     'hub-services': hubServices('hub-services', hubEnv),
+    'hub-aio-traced': hubAio('hub-aio-traced', traced(hubEnv)),
+    'hub-services-traced': hubServices('hub-services-traced', traced(hubEnv)),
     ...(candidate ? {
       'hub-aio-candidate': hubAio('hub-aio-candidate', candidateEnv),
       'hub-services-candidate': hubServices('hub-services-candidate', candidateEnv),

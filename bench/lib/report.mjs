@@ -9,6 +9,8 @@ const LABELS = {
   'hub-services': 'hub services (Redis)',
   'hub-aio-candidate': 'candidate hub all-in-one',
   'hub-services-candidate': 'candidate hub services (Redis)',
+  'hub-aio-traced': 'hub all-in-one, tracing on',
+  'hub-services-traced': 'hub services (Redis), tracing on',
   'node-relay': 'Node socket.io relay',
   'stream-relay': 'raw stream relay',
 };
@@ -219,43 +221,52 @@ export function renderReport({ info, profile, rounds, steps, peerIds, results, p
       redisScripts(p), redisTrips(p), fmt(ir?.kibPerConn, 1), fmt(ir?.connPerSec)];
   })));
 
-  // A candidate against its baseline, same run, step by step.
-  const pairs = [['hub-aio', 'all-in-one'], ['hub-services', 'services (Redis)']]
-    .filter(([id]) => peerIds.includes(id) && peerIds.includes(`${id}-candidate`));
-  if (pairs.length) {
-    out.push('', '## Candidate against baseline', '');
-    out.push(`Baseline: ${info.hubSource}. Candidate: ${info.candidate}. Same run, each candidate `
-      + `interleaved right after its baseline; median over ${rounds} round(s). On this shared `
-      + 'machine single steps move by up to ~20 % between two runs of the same code: trust a '
-      + 'change seen at most steps, in server µs/cmd first, and use --rounds 3 for a decision.', '');
-    const rows = [];
-    for (const [id, mode] of pairs) {
-      for (const stepId of [...byGroup('w1'), ...w2Ids]) {
-        const a = median(results[id][stepId], 'cmdPerSec');
-        const b = median(results[`${id}-candidate`][stepId], 'cmdPerSec');
-        if (!a || !b) continue;
-        const step = stepOf(stepId);
-        rows.push([mode, `${step.group.toUpperCase()} ${step.clients * step.inflight}`,
-          change(a.cmdPerSec, b.cmdPerSec), change(a.serverCpuUsPerCmd, b.serverCpuUsPerCmd),
-          change(a.p50, b.p50, 2), change(a.p99, b.p99, 2),
-          a.redisPerCmd && Object.keys(a.redisPerCmd).length
-            ? change(a.redisCmdsPerCmd, b.redisCmdsPerCmd, 1) : '-',
-          a.redisPerCmd && Object.keys(a.redisPerCmd).length
-            ? change(a.redisReadsPerCmd, b.redisReadsPerCmd, 1) : '-',
-          `${a.errorCount} → ${b.errorCount}`, `${fmt(a.otherCpuPct)} / ${fmt(b.otherCpuPct)}`]);
+  // A candidate against its baseline, and tracing on against off (--tracing): same run, step by
+  // step, each peer of a pair right after the other.
+  const comparisons = [
+    ['candidate', '## Candidate against baseline', `Baseline: ${info.hubSource}. Candidate: `
+      + `${info.candidate}. Same run, each candidate interleaved right after its baseline`],
+    ['traced', '## Tracing on against off', 'The same hub without and with OTEL_TRACES_EXPORTER='
+      + 'otlp (http/protobuf to a real Jaeger on the load generator\'s CPU), each traced peer '
+      + 'interleaved right after the untraced one'],
+  ];
+  for (const [suffix, heading, intro] of comparisons) {
+    const pairs = [['hub-aio', 'all-in-one'], ['hub-services', 'services (Redis)']]
+      .filter(([id]) => peerIds.includes(id) && peerIds.includes(`${id}-${suffix}`));
+    if (pairs.length) {
+      out.push('', heading, '');
+      out.push(`${intro}; median over ${rounds} round(s). On this shared `
+        + 'machine single steps move by up to ~20 % between two runs of the same code: trust a '
+        + 'change seen at most steps, in server µs/cmd first, and use --rounds 3 for a decision.', '');
+      const rows = [];
+      for (const [id, mode] of pairs) {
+        for (const stepId of [...byGroup('w1'), ...w2Ids]) {
+          const a = median(results[id][stepId], 'cmdPerSec');
+          const b = median(results[`${id}-${suffix}`][stepId], 'cmdPerSec');
+          if (!a || !b) continue;
+          const step = stepOf(stepId);
+          rows.push([mode, `${step.group.toUpperCase()} ${step.clients * step.inflight}`,
+            change(a.cmdPerSec, b.cmdPerSec), change(a.serverCpuUsPerCmd, b.serverCpuUsPerCmd),
+            change(a.p50, b.p50, 2), change(a.p99, b.p99, 2),
+            a.redisPerCmd && Object.keys(a.redisPerCmd).length
+              ? change(a.redisCmdsPerCmd, b.redisCmdsPerCmd, 1) : '-',
+            a.redisPerCmd && Object.keys(a.redisPerCmd).length
+              ? change(a.redisReadsPerCmd, b.redisReadsPerCmd, 1) : '-',
+            `${a.errorCount} → ${b.errorCount}`, `${fmt(a.otherCpuPct)} / ${fmt(b.otherCpuPct)}`]);
+        }
       }
-    }
-    out.push(table(['mode', 'step (in flight)', 'cmd/s', 'server µs/cmd', 'p50 ms', 'p99 ms',
-      'Redis cmds/cmd, all', 'Redis round trips/cmd', 'errors', 'other CPU % (base / cand)'],
-    rows));
-    const idleRows = pairs.map(([id, mode]) => [id, mode, median(results[id].idle, 'connPerSec'),
-      median(results[`${id}-candidate`].idle, 'connPerSec')]).filter(([, , a, b]) => a && b)
-      .map(([, mode, a, b]) => [mode, change(a.connPerSec, b.connPerSec),
-        change(a.serverCpuUsPerConn, b.serverCpuUsPerConn), change(a.kibPerConn, b.kibPerConn, 1),
-        `${a.failures} → ${b.failures}`]);
-    if (idleRows.length) {
-      out.push('', table(['mode (W3, fresh processes)', 'conn/s', 'server µs/conn',
-        'KiB per idle conn', 'failures'], idleRows));
+      out.push(table(['mode', 'step (in flight)', 'cmd/s', 'server µs/cmd', 'p50 ms', 'p99 ms',
+        'Redis cmds/cmd, all', 'Redis round trips/cmd', 'errors', 'other CPU % (base / cand)'],
+      rows));
+      const idleRows = pairs.map(([id, mode]) => [id, mode, median(results[id].idle, 'connPerSec'),
+        median(results[`${id}-${suffix}`].idle, 'connPerSec')]).filter(([, , a, b]) => a && b)
+        .map(([, mode, a, b]) => [mode, change(a.connPerSec, b.connPerSec),
+          change(a.serverCpuUsPerConn, b.serverCpuUsPerConn), change(a.kibPerConn, b.kibPerConn, 1),
+          `${a.failures} → ${b.failures}`]);
+      if (idleRows.length) {
+        out.push('', table(['mode (W3, fresh processes)', 'conn/s', 'server µs/conn',
+          'KiB per idle conn', 'failures'], idleRows));
+      }
     }
   }
 
