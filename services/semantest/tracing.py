@@ -91,9 +91,10 @@ class Tracing:
         _PROPAGATOR.inject(carrier)
         return carrier.get(TRACEPARENT)
 
-    @staticmethod
-    def annotate(**attributes: Any) -> None:
+    def annotate(self, **attributes: Any) -> None:
         """Attributes learnt inside a span (an outcome, an id made up on the way)."""
+        if self._tracer is None:
+            return
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attributes({f"semantest.{k}": v for k, v in attributes.items()

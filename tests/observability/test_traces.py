@@ -7,6 +7,7 @@ the pretty format, so the log test covers both.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
+from tests.chart.chart import CHART
 from tests.conftest import HubProcess, Hubs, RedisServer
 from tests.e2e.conftest import KEY, Peer, connect, extension
 from tests.observability.conftest import Jaeger, summary
@@ -181,3 +183,28 @@ async def test_a_failing_command_names_its_id_and_trace_in_every_service_it_touc
                 assert record["commandId"] == ack["id"] and record["traceId"] == tid, record
             else:
                 assert f"command={ack['id']}" in line and f"trace={tid}" in line, line
+
+
+async def test_every_dashboard_query_names_a_metric_the_hub_exports(hub: Hub,
+                                                                    peers: list[Peer]) -> None:
+    """Scraped from the services after the commands above (and a connection open while a
+    gateway counts its tenants' pending commands, every 5 s)."""
+    dashboard = orjson.loads((CHART / "dashboards" / "semantest-hub.json").read_bytes())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\b(?:semantest|websocket)_[a-z_]+\b", target["expr"])}
+    assert len(queried) >= 10
+    client = await connect(hub.gateway.url, auth={"apiKey": KEY})
+    peers.append(client)
+    missing: set[str] = queried
+    async with aiohttp.ClientSession() as http:
+        for _ in range(60):
+            scraped = ""
+            for service in hub.services:
+                async with http.get(f"{service.url}/metrics") as response:
+                    scraped += await response.text()
+            missing = {name for name in queried
+                       if not re.search(rf"^{name}[{{ ]", scraped, re.MULTILINE)}
+            if not missing:
+                return
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"the dashboard queries metrics no service exports: {sorted(missing)}")

@@ -25,6 +25,7 @@ class AuthService:
     def __init__(self, settings: Settings, bus: Bus, metrics: Metrics) -> None:
         self.bus = bus
         self.metrics = metrics
+        metrics.bus_errors.add(0, {"stream": p.AUTH_REQUESTS})  # a series from the start
         self.routes = AuthRoutes(settings, bus)
         self.consumer = f"auth-{uuid.uuid4().hex[:12]}"
 

@@ -32,6 +32,7 @@ class Router:
     def __init__(self, ledger: Ledger, metrics: Metrics) -> None:
         self.ledger = ledger
         self.metrics = metrics
+        metrics.bus_errors.add(0, {"stream": "schedules"})  # a series from the start, for rate()
         self._unreadable: set[str] = set()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
