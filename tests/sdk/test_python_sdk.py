@@ -249,3 +249,81 @@ async def test_sync_hub_for_scripts(hub_url: str, worker: Worker) -> None:
         {"url": "http://sync.test/", "title": "title of http://sync.test/"}, True, "hello", True)
     with pytest.raises(client.AuthInvalid):
         await asyncio.to_thread(sync.Hub, hub_url, api_key="wrong-key-0123456789")
+
+
+class Gated:
+    """A worker whose WAIT commands finish only when the test says; it counts every run."""
+
+    def __init__(self, url: str) -> None:
+        self.worker = Worker(url, api_key=KEY, extension_id=f"gated-{uuid.uuid4().hex[:6]}")
+        self.runs: list[str] = []
+        self.started: asyncio.Queue[str] = asyncio.Queue()
+        self.gates: dict[str, asyncio.Event] = {}
+
+        @self.worker.handler("WAIT")
+        async def wait(ctx: Context, label: str) -> dict[str, Any]:
+            self.runs.append(label)
+            self.started.put_nowait(label)
+            await self.gate(label).wait()
+            return {"label": label}
+
+    def gate(self, label: str) -> asyncio.Event:
+        return self.gates.setdefault(label, asyncio.Event())
+
+
+def services(hubs: Hubs, redis: RedisServer, config: dict[str, Any]) -> tuple[Any, Any]:
+    """auth + router + two gateways over Redis: (the client's gateway, the worker's)."""
+    env = {"REDIS_URL": redis.url, "REDIS_KEY_PREFIX": f"sdkr{uuid.uuid4().hex[:6]}:"}
+    hubs.start("semantest-auth", env=env, config=config)
+    hubs.start("semantest-router", env=env, config=config)
+    return (hubs.start("semantest-gateway", env=env, config=config),
+            hubs.start("semantest-gateway", env=env, config=config))
+
+
+@pytest.mark.timeout(120)
+async def test_reconnect_resends_unfinished_commands_once(
+        hubs: Hubs, redis_server: RedisServer, hub_config: dict[str, Any]) -> None:  # noqa: F811
+    client_gateway, worker_gateway = services(hubs, redis_server, hub_config)
+    gated = Gated(worker_gateway.url)
+    async with gated.worker, Hub(client_gateway.url, api_key=KEY, timeout=60) as hub:
+        ended_away = await hub.submit("WAIT", label="ends-while-away",
+                                      target=gated.worker.extension_id)
+        ends_after = await hub.submit("WAIT", label="ends-after-reconnect",
+                                      target=gated.worker.extension_id)
+        assert {await gated.started.get(), await gated.started.get()} == {
+            "ends-while-away", "ends-after-reconnect"}
+
+        client_gateway.kill()  # kill -9 with both commands in flight
+        gated.gate("ends-while-away").set()  # its result reaches the ledger, not the client
+        restarted = hubs.start("semantest-gateway", env=client_gateway.env, config=hub_config,
+                               port=client_gateway.port)
+        assert (await ended_away).data == {"label": "ends-while-away"}  # asked again by id
+        gated.gate("ends-after-reconnect").set()
+        assert (await ends_after).data == {"label": "ends-after-reconnect"}
+        assert sorted(gated.runs) == ["ends-after-reconnect", "ends-while-away"]  # once each
+
+        again = await hub.run("WAIT", id=ended_away.id, label="ignored")  # the same id: no rerun
+        assert again.data == {"label": "ends-while-away"} and len(gated.runs) == 2
+        assert restarted.process.poll() is None
+
+
+@pytest.mark.timeout(120)
+async def test_draining_gateway_hands_the_client_over(
+        hubs: Hubs, redis_server: RedisServer, hub_config: dict[str, Any]) -> None:  # noqa: F811
+    client_gateway, worker_gateway = services(hubs, redis_server, hub_config)
+    gated = Gated(worker_gateway.url)
+    async with gated.worker, Hub(client_gateway.url, api_key=KEY, timeout=60) as hub:
+        running = await hub.submit("WAIT", label="running", target=gated.worker.extension_id)
+        assert await gated.started.get() == "running"
+        client_gateway.process.terminate()  # SIGTERM: server:draining, then it waits for us
+        later = asyncio.ensure_future(hub.run("WAIT", label="sent-while-draining",
+                                              target=gated.worker.extension_id))
+        gated.gate("running").set()
+        assert (await running).data == {"label": "running"}
+        await asyncio.to_thread(client_gateway.process.wait, 30)  # drained and gone
+        hubs.start("semantest-gateway", env=client_gateway.env, config=hub_config,
+                   port=client_gateway.port)
+        assert await asyncio.wait_for(gated.started.get(), 30) == "sent-while-draining"
+        gated.gate("sent-while-draining").set()
+        assert (await later).data == {"label": "sent-while-draining"}
+        assert sorted(gated.runs) == ["running", "sent-while-draining"]

@@ -1,10 +1,12 @@
 """One Socket.IO connection to the hub that comes back by itself, shared by `Hub` and `Worker`.
 
-python-socketio's own reconnection does the retrying (with back-off); this module adds what the
-hub's contract asks on top of it: a refused handshake becomes a typed error, `server:draining`
-holds new work until the next connection, a refusal that retrying cannot change (a revoked or
-invalid credential) stops the retrying and is reported once, and the owner's `resume` hook runs
-after every reconnect, before new work is let through. It knows no command, session or channel.
+It reconnects after any loss it did not ask for, with jittered exponential back-off. (Not
+python-socketio's own reconnection: that one gives up when the server closes the transport,
+which is exactly how a draining gateway lets its clients go.) On top of the socket it does what
+the hub's contract asks: a refused handshake becomes a typed error, `server:draining` holds new
+work until the next connection, a refusal that retrying cannot change (a revoked or invalid
+credential) stops the retrying and is reported once, and the owner's `resume` hook runs after
+every reconnect, before new work is let through. It knows no command, session or channel.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +26,7 @@ log = logging.getLogger("semantest.client")
 
 SOCKET_ERRORS = (socketio.exceptions.SocketIOError, ConnectionError, OSError)
 """What a send may raise when the socket goes away under it."""
+RECONNECT_FIRST_S = 0.2
 
 
 class Connection:
@@ -32,10 +36,8 @@ class Connection:
         self.url, self.auth, self.headers = url, auth, headers or {}
         self.transports = transports or ["websocket"]
         self.connect_timeout, self.ack_timeout = connect_timeout, ack_timeout
-        self.sio = socketio.AsyncClient(reconnection=True, reconnection_attempts=0,
-                                        reconnection_delay=0.2,
-                                        reconnection_delay_max=reconnect_delay_max,
-                                        randomization_factor=0.3)
+        self.reconnect_delay_max = reconnect_delay_max
+        self.sio = socketio.AsyncClient(reconnection=False)
         self.ready = asyncio.Event()
         """Set while connected, not draining, and done resuming: new work may go out."""
         self.resume: Callable[[], Awaitable[None]] | None = None
@@ -57,20 +59,35 @@ class Connection:
     async def open(self) -> None:
         """Connect once; a refusal raises its typed error, no answer raises `Unavailable`."""
         try:
-            await self.sio.connect(self.url, auth=self.auth, headers=self.headers,
-                                   transports=self.transports, wait_timeout=self.connect_timeout)
+            await self._connect()
         except socketio.exceptions.ConnectionError as exc:
             with contextlib.suppress(Exception):
                 await self.sio.shutdown()
             raise self._refusal or errors.Unavailable(f"cannot connect to {self.url}: {exc}",
                                                       code="UNAVAILABLE") from None
 
+    async def _connect(self) -> None:
+        await self.sio.connect(self.url, auth=self.auth, headers=self.headers,
+                               transports=self.transports, wait_timeout=self.connect_timeout)
+
+    async def _come_back(self) -> None:
+        delay = RECONNECT_FIRST_S
+        while not self._closing and self.fatal is None and not self.sio.connected:
+            await asyncio.sleep(delay * random.uniform(0.7, 1.3))
+            if self._closing or self.fatal is not None or self.sio.eio.state != "disconnected":
+                continue  # closing, or the old transport is still being torn down
+            try:
+                await self._connect()
+            except (socketio.exceptions.ConnectionError, ValueError, *SOCKET_ERRORS) as exc:
+                log.info("reconnecting to %s: %s", self.url, self._refusal or exc)
+                delay = min(delay * 2, self.reconnect_delay_max)
+
     async def close(self) -> None:
         self._closing = True
         self.ready.clear()
-        await self.sio.shutdown()  # disconnects, or stops a reconnect loop
         for task in list(self._tasks):
             task.cancel()
+        await self.sio.disconnect()
 
     async def call(self, event: str, data: Any, timeout: float | None = None) -> Any:
         """Send and wait for the ack; an ack carrying `error` raises it as a typed error."""
@@ -116,6 +133,8 @@ class Connection:
 
     def _disconnected(self, *_: Any) -> None:
         self.ready.clear()
+        if not self._closing and self.fatal is None:
+            self.spawn(self._come_back())
 
     def _draining(self, notice: Any = None) -> None:
         # New work waits for the next gateway; this one closes us once our commands end.
@@ -143,6 +162,6 @@ class Connection:
         log.error("the hub refused this connection for good: %s", error)
         self.fatal = error
         self.ready.clear()
-        self.spawn(self.sio.shutdown())
+        self.spawn(self.sio.disconnect())
         if self.on_fatal is not None:
             self.on_fatal(error)
