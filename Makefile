@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint testenv system-deps realnode-deps realnode realnode-up realnode-down browser-deps extension js-deps bench manifests chart-lint image clean jaeger-bin jaeger
+.PHONY: run test lint testenv system-deps realnode-deps realnode realnode-up realnode-down browser-deps extension js-deps sdk-js bench manifests chart-lint image clean jaeger-bin jaeger
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ js-deps: tests/js/node_modules/.package-lock.json
 
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --silent
+
+## sdk-js: the JS/TS SDK (@semantest/client) built into sdk/js/dist by its pinned typescript
+sdk-js: sdk/js/dist/index.js
+
+sdk/js/dist/index.js: sdk/js/node_modules/.package-lock.json sdk/js/tsconfig.json $(wildcard sdk/js/src/*.ts)
+	cd sdk/js && node_modules/.bin/tsc -p tsconfig.json
+
+sdk/js/node_modules/.package-lock.json: sdk/js/package.json sdk/js/package-lock.json
+	cd sdk/js && npm ci --no-audit --no-fund --silent
 
 ## testenv: Kubernetes control plane binaries (built once, cached outside the repo)
 testenv: $(STAMP)
@@ -107,8 +116,9 @@ lint: $(STAMP)
 
 ## test: everything CI runs (as root, the real-node tier too: `make realnode` first)
 REALNODE := $(if $(filter 0,$(shell id -u)),realnode)
-test: $(STAMP) system-deps browser-deps extension js-deps testenv jaeger-bin $(REALNODE) lint
+test: $(STAMP) system-deps browser-deps extension js-deps sdk-js testenv jaeger-bin $(REALNODE) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules bench/node_modules extension/node_modules extension/dist
+	rm -rf $(VENV) tests/js/node_modules bench/node_modules extension/node_modules extension/dist \
+	  sdk/js/node_modules sdk/js/dist

@@ -45,6 +45,12 @@ export class Hub {
     return this.link.isReady;
   }
 
+  /** The gateway said `server:draining`: new commands wait to be sent on the next connection
+   * (the gateway lets this client go once the commands it already has are answered). */
+  get draining(): boolean {
+    return this.link.draining;
+  }
+
   /** Run a command and wait for its result. A failed result throws its typed error
    * (`NoExtensionError`, `CommandTimeoutError`, `CancelledError`, `CommandFailedError`, ...). */
   run<K extends string>(type: K, params?: ParamsOf<K>, options?: RunOptions):

@@ -27,8 +27,9 @@ export async function connectHub(options = {}) {
 }
 
 /** A worker with the result shapes the browser extension documents, plus test commands:
- * WAIT (until aborted, or `release()`), FAIL (own code, or a crash). `calls` counts runs by id. */
-export async function startWorker(options = {}) {
+ * WAIT (until aborted, or resolved through `waiting`), FAIL (own code, or a crash), and `extra`
+ * handlers. `calls` counts runs by id. */
+export async function startWorker(options = {}, extra = {}) {
   const worker = new Worker(WORKER_URL, { apiKey: API_KEY, extensionId: uid('js'), ...options });
   const calls = new Map();
   const count = (ctx) => calls.set(ctx.id, (calls.get(ctx.id) ?? 0) + 1);
@@ -50,6 +51,12 @@ export async function startWorker(options = {}) {
     if (how === 'own-code') throw new CommandError('ELEMENT_NOT_FOUND', 'no #missing', { selector: '#missing' });
     throw new RangeError('boom');
   });
+  for (const [type, handler] of Object.entries(extra)) {
+    worker.handle(type, (ctx, params) => {
+      count(ctx);
+      return handler(ctx, params);
+    });
+  }
   await worker.start();
   opened.push(worker);
   return { worker, calls, waiting };
