@@ -13,7 +13,7 @@ function setStatus(status) {
   chrome.storage.session.set({ status: { ...status, at: Date.now() } });
 }
 
-async function start() {
+async function connectWithSettings() {
   disconnect?.();
   disconnect = null;
   const settings = await loadSettings();
@@ -25,6 +25,10 @@ async function start() {
   }
   setStatus({ state: 'connecting', extensionId: settings.extensionId });
   disconnect = connect(settings, runner, setStatus);
+}
+
+function start() {
+  connectWithSettings().catch((error) => setStatus({ state: 'failed', message: String(error) }));
 }
 
 chrome.runtime.onConnect.addListener(() => {}); // the offscreen port: waking us is its purpose

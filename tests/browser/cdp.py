@@ -43,7 +43,8 @@ class Cdp:
             else:
                 self.events[data["method"]].put_nowait(data.get("params", {}))
         for future in self._waiting.values():
-            future.set_exception(CdpError("DevTools connection closed"))
+            if not future.done():  # one that timed out is done already
+                future.set_exception(CdpError("DevTools connection closed"))
 
     async def send(self, method: str, params: dict[str, Any] | None = None,
                    session: str | None = None, timeout: float = 20) -> Any:

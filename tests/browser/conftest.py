@@ -12,7 +12,9 @@ import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,23 +55,28 @@ class Browser:
     """The id the extension registers with at the hub (from its config.json)."""
 
 
-@pytest.fixture(scope="module")
-def browser(hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def start_browser(workdir: Path, config: dict[str, Any]) -> chromium.Chromium:
+    """Chromium with a copy of extension/dist whose config.json is `config`; skips the test
+    (one line saying why) when Chromium is missing or cannot start here."""
     if not chromium.BINARY.exists():
-        pytest.skip(f"{chromium.BINARY} is missing: `make test` installs it (make system-deps)")
+        pytest.skip(f"{chromium.BINARY} is missing: `make test` installs it (make browser-deps)")
     if not (DIST / "manifest.json").exists():
         pytest.fail("extension/dist is missing: `make test` builds it (make extension)")
-    workdir = tmp_path_factory.mktemp("chromium")
     unpacked = workdir / "extension"
     shutil.copytree(DIST, unpacked)
-    extension_id = f"chromium-test-{uuid.uuid4().hex[:8]}"
-    (unpacked / "config.json").write_text(json.dumps({
-        "hubUrl": hub_url, "apiKey": KEY, "extensionId": extension_id, "capabilities": ["*"],
-    }))
+    (unpacked / "config.json").write_text(json.dumps(config))
     try:
-        process = chromium.launch(unpacked, workdir)
+        return chromium.launch(unpacked, workdir)
     except RuntimeError as error:
         pytest.skip(f"chromium cannot start here: {error}")
+
+
+@pytest.fixture(scope="module")
+def browser(hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    extension_id = f"chromium-test-{uuid.uuid4().hex[:8]}"
+    process = start_browser(tmp_path_factory.mktemp("chromium"), {
+        "hubUrl": hub_url, "apiKey": KEY, "extensionId": extension_id, "capabilities": ["*"],
+    })
     yield Browser(process, extension_id)
     process.stop()
 
@@ -165,6 +172,8 @@ class Devtools:
         """Evaluate (awaited) in the service worker, to look at chrome.storage.session."""
         attached = await self.cdp.send("Target.attachToTarget",
                                        {"targetId": await self.worker(), "flatten": True})
+        # A worker caught while it starts waits for the debugger: let it go on.
+        await self.cdp.send("Runtime.runIfWaitingForDebugger", session=attached["sessionId"])
         try:
             return await self.cdp.evaluate(attached["sessionId"],
                                            f"(async () => ({expression}))()")
@@ -172,14 +181,21 @@ class Devtools:
             await self.cdp.send("Target.detachFromTarget", {"sessionId": attached["sessionId"]})
 
 
+@asynccontextmanager
+async def attached(process: chromium.Chromium) -> AsyncIterator[Devtools]:
+    cdp = await Cdp.connect(process.devtools_url)
+    await cdp.send("Target.setDiscoverTargets", {"discover": True})
+    try:
+        yield Devtools(cdp, {})
+    finally:
+        await cdp.close()
+
+
 @pytest.fixture
 async def devtools(browser: Browser, hub_url: str) -> AsyncIterator[Devtools]:
     await registered(hub_url, browser.extension_id)
-    cdp = await Cdp.connect(browser.process.devtools_url)
-    tools = Devtools(cdp, {})
-    await cdp.send("Target.setDiscoverTargets", {"discover": True})
-    yield tools
-    await cdp.close()
+    async with attached(browser.process) as tools:
+        yield tools
 
 
 @pytest.fixture
