@@ -5,22 +5,29 @@ against auth + router + two gateways over a real Redis (clients on one gateway, 
 other, so every command crosses Redis). The restart files (sdk/js/test/restart/) kill or drain
 a gateway mid-command themselves (its pid is in their environment); this file starts it again
 on the same port, as a supervisor would. The shipped type declarations are checked by
-compiling a consumer file (tsc --noEmit). `make sdk-js` builds the SDK (`make test` does).
+compiling a consumer file (tsc --noEmit), and the package runs inside a page of real
+Chromium (an import map, no bundler) against the reference extension in that browser.
+`make sdk-js` builds the SDK (`make test` does).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
+from tests.browser import conftest as browser_tier
+from tests.browser.conftest import browser, devtools, pages  # noqa: F401 - fixtures
 from tests.conftest import ROOT, HubProcess, Hubs, RedisServer
 from tests.e2e.conftest import KEY, PASSWORD, hub_config, password_hash  # noqa: F401 - fixtures
 
@@ -124,3 +131,97 @@ def test_shipped_types_compile_for_a_consumer() -> None:
                            "test/tsconfig.json"], cwd=SDK, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- the SDK inside a browser page --------------------------------------------------------------
+# The same package, loaded by real Chromium through an import map (no bundler), drives the
+# reference extension in that browser and serves a command itself as a Worker.
+
+
+@pytest.fixture(scope="module")
+def hub_url(module_hubs: Hubs) -> str:
+    """The browser tier's hub (its key and config), all-in-one: the browser side is the point."""
+    return module_hubs.start("semantest-server", config=browser_tier.HUB_CONFIG).url
+
+
+@pytest.fixture
+async def sdk_site() -> AsyncIterator[str]:
+    """A page whose import map resolves `@semantest/client` to sdk/js/dist and
+    `socket.io-client` to the package's own browser ESM build."""
+    built()
+    imports = {"@semantest/client": "/dist/index.js", "socket.io-client": "/vendor/socket.io.js"}
+    page = ("<!doctype html><title>sdk</title><script type=importmap>"
+            + json.dumps({"imports": imports}) + "</script>")
+    vendor = SDK / "node_modules" / "socket.io-client" / "dist" / "socket.io.esm.min.js"
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    async def socket_io(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(vendor)
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/vendor/socket.io.js", socket_io)
+    app.router.add_static("/dist/", SDK / "dist")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    await runner.cleanup()
+
+
+IN_PAGE = """(async () => {
+  const { Hub, Worker, CommandFailedError } = await import('@semantest/client');
+  const [url, apiKey, extension, page] = %s;
+  const hub = await Hub.connect(url, { apiKey });
+  const worker = new Worker(url, { apiKey, extensionId: 'page-worker-' + Date.now() });
+  worker.handle('ECHO', (ctx, params) => {
+    ctx.progress(50, 'half');
+    return { echo: params, where: typeof document };
+  });
+  await worker.start();
+  try {
+    const progress = [];
+    const echoed = await hub.run('ECHO', { x: 1 }, { target: worker.extensionId,
+      onProgress: (p) => progress.push(p.percent) });
+    const opened = await hub.run('NAVIGATE', { url: page, newTab: true }, { target: extension });
+    let failure = null;
+    try {
+      await hub.run('CLICK', { selector: '#nothing' }, { target: extension });
+    } catch (error) {
+      failure = { typed: error instanceof CommandFailedError, code: error.code };
+    }
+    const news = hub.subscribe('page-news');
+    await news.ready;
+    await hub.publish('page-news', { hello: 'browser' });
+    const heard = (await news.next()).value.message;
+    return { echoed: echoed.data, progress, opened: opened.data, failure, heard };
+  } finally {
+    await worker.close();
+    await hub.close();
+  }
+})()"""
+
+
+async def test_the_sdk_runs_in_a_browser_page(
+        hub_url: str, browser: browser_tier.Browser,  # noqa: F811 - the fixture
+        devtools: browser_tier.Devtools, pages: str, sdk_site: str) -> None:  # noqa: F811
+    created = await devtools.cdp.send("Target.createTarget", {"url": sdk_site})
+    attached = await devtools.cdp.send("Target.attachToTarget",
+                                       {"targetId": created["targetId"], "flatten": True})
+    session = attached["sessionId"]
+    try:
+        await browser_tier.eventually(lambda: devtools.cdp.evaluate(
+            session, "document.readyState === 'complete' && document.title === 'sdk'"))
+        args = [hub_url, browser_tier.KEY, browser.extension_id, f"{pages}/form.html"]
+        seen = await asyncio.wait_for(
+            devtools.cdp.evaluate(session, IN_PAGE % json.dumps(args)), 60)
+    finally:
+        await devtools.cdp.send("Target.closeTarget", {"targetId": created["targetId"]})
+    assert seen["echoed"] == {"echo": {"x": 1}, "where": "object"}
+    assert seen["progress"] == [50]
+    assert seen["opened"]["url"] == f"{pages}/form.html" and seen["opened"]["title"] == "Form"
+    assert seen["failure"] == {"typed": True, "code": "NOT_FOUND"}
+    assert seen["heard"] == {"hello": "browser"}
