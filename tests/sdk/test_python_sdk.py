@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -251,6 +251,14 @@ async def test_sync_hub_for_scripts(hub_url: str, worker: Worker) -> None:
         await asyncio.to_thread(sync.Hub, hub_url, api_key="wrong-key-0123456789")
 
 
+async def eventually(condition: Callable[[], bool], within_s: float = 10) -> None:
+    for _ in range(int(within_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not true within {within_s}s")
+
+
 class Gated:
     """A worker whose WAIT commands finish only when the test says; it counts every run."""
 
@@ -316,11 +324,13 @@ async def test_draining_gateway_hands_the_client_over(
         running = await hub.submit("WAIT", label="running", target=gated.worker.extension_id)
         assert await gated.started.get() == "running"
         client_gateway.process.terminate()  # SIGTERM: server:draining, then it waits for us
+        await eventually(lambda: not hub.connected)
         later = asyncio.ensure_future(hub.run("WAIT", label="sent-while-draining",
                                               target=gated.worker.extension_id))
         gated.gate("running").set()
         assert (await running).data == {"label": "running"}
         await asyncio.to_thread(client_gateway.process.wait, 30)  # drained and gone
+        assert not later.done() and gated.started.empty()  # held, not sent to the drained one
         hubs.start("semantest-gateway", env=client_gateway.env, config=hub_config,
                    port=client_gateway.port)
         assert await asyncio.wait_for(gated.started.get(), 30) == "sent-while-draining"

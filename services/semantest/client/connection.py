@@ -128,7 +128,7 @@ class Connection:
         assert self.resume is not None
         log.info("reconnected to %s: resuming", self.url)
         await self.resume()
-        if self.sio.connected:
+        if self.sio.namespaces:  # still connected (`sio.connected` is set only after this)
             self.ready.set()
 
     def _disconnected(self, *_: Any) -> None:

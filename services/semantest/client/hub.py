@@ -69,6 +69,12 @@ class Hub:
         """Connect; a refusal raises its typed error (`AuthInvalid`, `Unavailable`, ...)."""
         await self._connection.open()
 
+    @property
+    def connected(self) -> bool:
+        """True while new commands go out at once: False while reconnecting, or from a
+        gateway's `server:draining` until the next connection."""
+        return self._connection.ready.is_set()
+
     async def close(self) -> None:
         await self._connection.close()
         self._fail_all(errors.Unavailable("the hub client was closed", code="UNAVAILABLE"))
