@@ -337,3 +337,22 @@ async def test_draining_gateway_hands_the_client_over(
         gated.gate("sent-while-draining").set()
         assert (await later).data == {"label": "sent-while-draining"}
         assert sorted(gated.runs) == ["running", "sent-while-draining"]
+
+
+@pytest.mark.timeout(120)
+async def test_worker_reports_its_result_after_its_gateway_died(
+        hubs: Hubs, redis_server: RedisServer, hub_config: dict[str, Any]) -> None:  # noqa: F811
+    config = {**hub_config, "commands": {"extensionGrace": 20000}}  # room for a restart
+    client_gateway, worker_gateway = services(hubs, redis_server, config)
+    gated = Gated(worker_gateway.url)
+    async with gated.worker, Hub(client_gateway.url, api_key=KEY, timeout=60) as hub:
+        handle = await hub.submit("WAIT", label="outlives-its-gateway",
+                                  target=gated.worker.extension_id)
+        assert await gated.started.get() == "outlives-its-gateway"
+        worker_gateway.kill()
+        gated.gate("outlives-its-gateway").set()  # finished while away: reported on return
+        hubs.start("semantest-gateway", env=worker_gateway.env, config=config,
+                   port=worker_gateway.port)
+        assert (await handle).data == {"label": "outlives-its-gateway"}
+        assert (await handle).extension == gated.worker.extension_id
+        assert gated.runs == ["outlives-its-gateway"]
