@@ -119,7 +119,7 @@ async def test_refused_and_unreachable_connections_raise_typed_errors(hub_url: s
             pass
 
 
-async def test_commands_that_end_without_success(hub: Hub, worker: Worker) -> None:
+async def test_failures_and_where_parameters_come_from(hub: Hub, worker: Worker) -> None:
     target = worker.extension_id
     with pytest.raises(client.NoExtension) as nobody:
         await hub.run(f"NOBODY-{uuid.uuid4().hex[:6]}", timeout=0.3)
@@ -132,6 +132,11 @@ async def test_commands_that_end_without_success(hub: Hub, worker: Worker) -> No
     assert crashed.value.code == "HANDLER_ERROR" and crashed.value.message == "RuntimeError: boom"
     with pytest.raises(client.ValidationFailed, match="url"):
         await hub.run("NAVIGATE", target=target)  # the handler's parameter is missing
+    from_options = await hub.run("NAVIGATE", options={"url": "http://o.test/"}, target=target)
+    assert from_options.data["url"] == "http://o.test/"  # parameters may come in `options`
+    top_wins = await hub.run("NAVIGATE", url="http://top.test/", options={"url": "x"},
+                             target=target)
+    assert top_wins.data["url"] == "http://top.test/"
     with pytest.raises(client.ValidationFailed, match="id"):
         await hub.run("NAVIGATE", id="not an id", url="x", target=target)  # refused by the hub
 

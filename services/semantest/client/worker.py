@@ -34,8 +34,8 @@ from semantest.client.hub import credentials
 
 log = logging.getLogger("semantest.client.worker")
 
-ENVELOPE = frozenset({"id", "type", "target", "timeout", "deadline", "correlationId",
-                      "sessionId", "redelivered"})
+ENVELOPE = frozenset({"id", "type", "target", "options", "timeout", "deadline",
+                      "correlationId", "sessionId", "redelivered"})
 """Command fields that are the hub's, not the handler's parameters (still in `ctx.command`)."""
 SEEN_IDS = 10_000
 """How many command ids are remembered to run each once (the hub re-sends only recent ones)."""
@@ -215,11 +215,18 @@ def failure(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def bind(handler: Handler, context: Context) -> dict[str, Any]:
-    """The handler's keyword arguments from the command's fields; TypeError names what is
-    missing. Fields the handler does not name are left out unless it takes `**params`."""
-    params = {k: v for k, v in context.command.items() if k not in ENVELOPE}
+    """The handler's keyword arguments: the command's `options`, then `target`, then its own
+    top-level fields, the later winning (as the browser extension reads them). TypeError names
+    what is missing. Fields the handler does not name are left out unless it takes `**params`."""
+    command = context.command
+    params = {**_mapping(command.get("options")), **_mapping(command.get("target")),
+              **{k: v for k, v in command.items() if k not in ENVELOPE}}
     signature = inspect.signature(handler)
     if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         params = {k: v for k, v in params.items() if k in signature.parameters}
     signature.bind(context, **params)
     return params
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
