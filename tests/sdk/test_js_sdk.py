@@ -48,7 +48,6 @@ def node_test(file: Path, env: dict[str, str], timeout: float = 150) -> None:
     done = subprocess.run(["node", "--test", "--test-reporter=spec", str(file)], cwd=SDK,
                           env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=timeout, check=False)
-    print(done.stdout)
     assert done.returncode == 0, f"{file.name} failed:\n{done.stdout}\n{done.stderr}"
 
 
