@@ -28,11 +28,11 @@ export interface RunOptions {
   /** Aborting it cancels the command. */
   signal?: AbortSignal;
   /** With `timeout`: how long past it to wait for the hub's own `TIMEOUT` result before giving
-   * up locally (the hub unreachable). Default 5000 ms. */
+   * up locally (the hub unreachable). Default 15000 ms, as the Python SDK. */
   resultGrace?: number;
 }
 
-const RESULT_GRACE_MS = 5_000;
+const RESULT_GRACE_MS = 15_000;
 
 interface Pending {
   message: CommandMessage;

@@ -9,7 +9,7 @@ import { Channels, type SubscribeOptions, type Subscription } from "./channels.j
 import { Commands, type CommandHandle, type RunOptions } from "./commands.js";
 import { ClosedError, type HubError } from "./errors.js";
 import { Link, type ConnectOptions } from "./link.js";
-import type { DataOf, ParamsOf, Pong, Result } from "./messages.js";
+import type { DataOf, ParamsOf, Permission, Pong, Result } from "./messages.js";
 import { Sessions, type Session } from "./sessions.js";
 
 export interface HubOptions extends ConnectOptions {
@@ -70,6 +70,16 @@ export class Hub {
 
   joinSession(sessionId: string, options?: { shareToken?: string }): Promise<Session> {
     return this.sessions.join(sessionId, options);
+  }
+
+  /** A share token for a session this hub is in: `session.share()` by id. */
+  shareSession(sessionId: string, permissions: Permission[],
+               options?: { expiresIn?: number }): Promise<string> {
+    return this.sessions.share(sessionId, permissions, options);
+  }
+
+  leaveSession(sessionId: string): Promise<void> {
+    return this.sessions.leave(sessionId);
   }
 
   /** Read a channel: `for await (const msg of hub.subscribe("news", {since}))`. */

@@ -52,17 +52,12 @@ export class Session {
 
   /** A share token that lets another principal join with `permissions` (at most what this
    * member holds), valid `expiresIn` ms (default: the hub's). */
-  async share(permissions: Permission[], options: { expiresIn?: number } = {}):
-      Promise<string> {
-    const answer = await this.registry.link.request<{ shareToken: string }>("session:share", {
-      sessionId: this.id, permissions, ...options,
-    });
-    return answer.shareToken;
+  share(permissions: Permission[], options: { expiresIn?: number } = {}): Promise<string> {
+    return this.registry.share(this.id, permissions, options);
   }
 
-  async leave(): Promise<void> {
-    await this.registry.link.request("session:leave", { sessionId: this.id });
-    this.registry.forget(this);
+  leave(): Promise<void> {
+    return this.registry.leave(this.id);
   }
 
   /** Every result of this session's commands that reaches this hub from now on (its own and,
@@ -87,7 +82,7 @@ export class Session {
 export class Sessions {
   private readonly joined = new Map<string, Session>();
 
-  constructor(readonly link: Link, private readonly host: SessionHost) {
+  constructor(private readonly link: Link, private readonly host: SessionHost) {
     link.socket.on("result", (result: Result) => {
       if (typeof result?.sessionId === "string") {
         this.joined.get(result.sessionId)?.deliver(result);
@@ -105,6 +100,22 @@ export class Sessions {
       sessionId, ...options,
     });
     return this.remember(answer);
+  }
+
+  async share(sessionId: string, permissions: Permission[],
+              options: { expiresIn?: number } = {}): Promise<string> {
+    const answer = await this.link.request<{ shareToken: string }>("session:share", {
+      sessionId, permissions, ...options,
+    });
+    return answer.shareToken;
+  }
+
+  async leave(sessionId: string): Promise<void> {
+    await this.link.request("session:leave", { sessionId });
+    const session = this.joined.get(sessionId);
+    if (session !== undefined) {
+      this.forget(session);
+    }
   }
 
   /** Join every held session again on a new connection; one that is gone ends its readers. */

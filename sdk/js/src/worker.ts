@@ -185,10 +185,8 @@ export class Worker {
     if (handler === undefined) {
       return failure(UNKNOWN_COMMAND, `this worker has no handler for ${command.type}`);
     }
-    const params = Object.fromEntries(
-      Object.entries(command).filter(([key]) => !ENVELOPE_FIELDS.includes(key)));
     try {
-      const data = await handler(this.context(command, run), params);
+      const data = await handler(this.context(command, run), parameters(command));
       return data === undefined ? { success: true } : { success: true, data };
     } catch (error) {
       const coded = error as { code?: unknown; message?: unknown; details?: unknown } | null;
@@ -266,6 +264,21 @@ export class Worker {
       run.controller.abort(error);
     }
   }
+}
+
+/** A handler's parameters: the command's `options`, then `target`, then its own top-level
+ * fields, the later winning (as the reference extension and the Python SDK read them). */
+export function parameters(command: DeliveredCommand): CommandParams {
+  const own = Object.entries(command).filter(([key]) => !HANDLER_ENVELOPE.includes(key));
+  return { ...objectOrNothing(command.options), ...objectOrNothing(command.target),
+           ...Object.fromEntries(own) };
+}
+
+const HANDLER_ENVELOPE = [...ENVELOPE_FIELDS, "options"];
+
+function objectOrNothing(value: unknown): CommandParams {
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? value as CommandParams : {};
 }
 
 function failure(code: string, message: string, details?: unknown):

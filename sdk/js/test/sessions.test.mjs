@@ -65,6 +65,11 @@ test('an api-key client sees its own sessions after a join without a token', asy
   try {
     const joined = await again.joinSession(session.id);
     assert.deepEqual([...joined.permissions].sort(), ['read', 'write']);
+    const token = await again.shareSession(session.id, ['read', 'write'], { expiresIn: 60_000 });
+    assert.equal(typeof token, 'string');
+    const results = joined.results();
+    await again.leaveSession(session.id);
+    assert.deepEqual(await results.next(), { value: undefined, done: true });
   } finally {
     await again.close();
   }

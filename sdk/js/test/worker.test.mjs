@@ -27,7 +27,7 @@ async function started(options, handlers) {
   return worker;
 }
 
-test('a handler gets the parameters without the envelope, and the context', async () => {
+test('a handler gets options, target and top-level fields as parameters, and the context', async () => {
   let seen;
   const worker = await started({}, {
     ECHO: (ctx, params) => {
@@ -37,10 +37,11 @@ test('a handler gets the parameters without the envelope, and the context', asyn
     },
   });
   const progress = [];
-  const result = await hub.run('ECHO', { a: 1, nested: { b: [2] }, options: { o: true } }, {
+  const result = await hub.run('ECHO', { a: 1, nested: { b: [2] }, options: { o: true, a: 0 } }, {
     target: worker.extensionId, correlationId: 'c-9', timeout: 10_000, onProgress: (p) => progress.push(p),
   });
-  assert.deepEqual(seen.params, { a: 1, nested: { b: [2] }, options: { o: true } });
+  // options, then target, then the top level (the later winning), as the extension reads them
+  assert.deepEqual(seen.params, { o: true, a: 1, nested: { b: [2] }, extensionId: worker.extensionId });
   assert.deepEqual(result.data, { got: seen.params });
   assert.equal(seen.ctx.id, result.id);
   assert.equal(seen.ctx.type, 'ECHO');
