@@ -5,15 +5,18 @@ gateways as separate processes over a real Redis. Commands are served by the SDK
 from __future__ import annotations
 
 import asyncio
+import base64
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from semantest import client
 from semantest.client import Context, Hub, Worker
-from tests.conftest import Hubs, RedisServer
+from tests.conftest import ROOT, Hubs, RedisServer
 from tests.e2e.conftest import KEY, hub_config, password_hash  # noqa: F401 - fixtures
 from tests.e2e.test_commands import login
 
@@ -29,6 +32,10 @@ def hub_url(request: pytest.FixtureRequest, module_hubs: Hubs, hub_config: dict[
     return module_hubs.start("semantest-gateway", env=env, config=hub_config).url
 
 
+PNG_1x1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+           "AAAABJRU5ErkJggg==")
+
+
 def browser_like(url: str, extension_id: str,
                  started: asyncio.Queue[Context] | None = None) -> Worker:
     """A worker with the result shapes the browser extension documents, plus slow commands
@@ -39,6 +46,10 @@ def browser_like(url: str, extension_id: str,
     async def navigate(ctx: Context, url: str) -> dict[str, Any]:
         await ctx.progress(50, "loading")
         return {"url": url, "title": f"title of {url}"}
+
+    @worker.handler("SCREENSHOT")
+    async def screenshot(ctx: Context) -> dict[str, Any]:
+        return {"mimeType": "image/png", "data": PNG_1x1}
 
     @worker.handler("WAIT")
     async def wait(ctx: Context, seconds: float = 60) -> dict[str, Any]:
@@ -79,6 +90,26 @@ async def test_run_returns_a_typed_result_with_progress(hub: Hub, worker: Worker
     assert result.duration_ms is not None and result.duration_ms >= 0
     assert [(p.id, p.percent, p.message, p.correlation_id) for p in seen] == [
         (result.id, 50, "loading", "corr-1")]
+
+
+def readme_example() -> str:
+    section = (ROOT / "README.md").read_text().split("### With the Python SDK", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_screenshot_script_runs_as_written(hub_url: str, worker: Worker,
+                                                            tmp_path: Path) -> None:
+    script = readme_example()
+    assert "http://localhost:3000" in script and "<client key from make run>" in script
+    script = script.replace("http://localhost:3000", hub_url).replace(
+        "<client key from make run>", KEY)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script, cwd=tmp_path,
+                                                   stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, output.decode()
+    assert output.decode() == "opened title of https://example.com\n"
+    assert (tmp_path / "example.png").read_bytes() == base64.b64decode(PNG_1x1)
 
 
 def wire_error(code: str) -> dict[str, Any]:
