@@ -9,7 +9,8 @@ import {
 } from "./errors.js";
 import type { Link } from "./link.js";
 import {
-  ENVELOPE_FIELDS, newId, type CommandMessage, type CommandParams, type Progress, type Result,
+  ENVELOPE_FIELDS, newId, type CommandMessage, type CommandParams, type Completed, type Progress,
+  type Result,
 } from "./messages.js";
 
 export interface RunOptions {
@@ -44,7 +45,7 @@ interface Pending {
 /** A submitted command: its id, its result to come, and a way to cancel it. */
 export class CommandHandle<D = unknown> {
   constructor(private readonly commands: Commands, readonly id: string,
-              readonly result: Promise<Result<D>>) {}
+              readonly result: Promise<Completed<D>>) {}
 
   /** Ask the hub to cancel: the result then fails with `CancelledError`. Resolves false when
    * the command had already ended. */
@@ -69,7 +70,7 @@ export class Commands {
     const id = message.id;
     const cleanups: Array<() => void> = [];
     let settle!: (outcome: Result | HubError) => void;
-    const result = new Promise<Result<D>>((resolve, reject) => {
+    const result = new Promise<Completed<D>>((resolve, reject) => {
       settle = (outcome) => {
         if (this.pending.get(id)?.settle !== settle) {
           return; // already settled
@@ -79,7 +80,7 @@ export class Commands {
         if (outcome instanceof HubError) {
           reject(outcome);
         } else if (outcome.success) {
-          resolve(outcome as Result<D>);
+          resolve(outcome as Completed<D>);
         } else {
           reject(errorFromWire({ ...outcome.error, id }, outcome));
         }

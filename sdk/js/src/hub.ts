@@ -9,7 +9,7 @@ import { Channels, type SubscribeOptions, type Subscription } from "./channels.j
 import { Commands, type CommandHandle, type RunOptions } from "./commands.js";
 import { ClosedError, type HubError } from "./errors.js";
 import { Link, type ConnectOptions } from "./link.js";
-import type { DataOf, ParamsOf, Permission, Pong, Result } from "./messages.js";
+import type { Completed, DataOf, ParamsOf, Permission, Pong } from "./messages.js";
 import { Sessions, type Session } from "./sessions.js";
 
 export interface HubOptions extends ConnectOptions {
@@ -54,7 +54,7 @@ export class Hub {
   /** Run a command and wait for its result. A failed result throws its typed error
    * (`NoExtensionError`, `CommandTimeoutError`, `CancelledError`, `CommandFailedError`, ...). */
   run<K extends string>(type: K, params?: ParamsOf<K>, options?: RunOptions):
-      Promise<Result<DataOf<K>>> {
+      Promise<Completed<DataOf<K>>> {
     return this.submit(type, params, options).result;
   }
 

@@ -18,7 +18,7 @@ export {
 } from "./worker.js";
 export type { ConnectOptions, Credentials } from "./link.js";
 export type {
-  ChannelMessage, CommandMessage, CommandParams, CommandTypes, DataOf, DeliveredCommand, ErrorBody,
+  ChannelMessage, CommandMessage, Completed, CommandParams, CommandTypes, DataOf, DeliveredCommand, ErrorBody,
   ParamsOf, Permission, Pong, Progress, Result, ResultMetadata,
 } from "./messages.js";
 export {

@@ -53,6 +53,12 @@ export interface Result<D = unknown> {
   metadata: ResultMetadata;
 }
 
+/** The result `run()` resolves with: a successful one, its `data` typed by the command type. */
+export interface Completed<D = unknown> extends Result<D> {
+  success: true;
+  data: D;
+}
+
 export interface Progress {
   id: string;
   percent: number;

@@ -8,7 +8,7 @@ import type { CommandHandle, RunOptions } from "./commands.js";
 import { HubError, UnavailableError } from "./errors.js";
 import { Feed } from "./feed.js";
 import type { Link } from "./link.js";
-import type { DataOf, ParamsOf, Permission, Result } from "./messages.js";
+import type { Completed, DataOf, ParamsOf, Permission, Result } from "./messages.js";
 
 /** What a `Session` needs from the hub that made it. */
 export interface SessionHost {
@@ -41,7 +41,7 @@ export class Session {
 
   /** Run a command in this session (needs `write`): see `Hub.run`. */
   run<K extends string>(type: K, params?: ParamsOf<K>, options: RunOptions = {}):
-      Promise<Result<DataOf<K>>> {
+      Promise<Completed<DataOf<K>>> {
     return this.submit(type, params, options).result;
   }
 

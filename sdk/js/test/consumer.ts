@@ -3,7 +3,7 @@
 // Each `@ts-expect-error` line must stay an error: the types reject what the hub would.
 import {
   CancelledError, CommandFailedError, Hub, HubError, RateLimitedError, Worker,
-  type ChannelMessage, type CommandContext, type Result,
+  type ChannelMessage, type CommandContext, type Completed, type Result,
 } from "@semantest/client";
 
 declare module "@semantest/client" {
@@ -16,12 +16,13 @@ export async function script(apiKey: string): Promise<void> {
   const hub = await Hub.connect("http://localhost:3000", { apiKey, connectTimeout: 5_000 });
 
   const page = await hub.run("NAVIGATE", { url: "https://example.com" }, { timeout: 10_000 });
-  const title: string | undefined = page.data?.title;
+  const title: string = page.data.title;
   const shot = await hub.run("SCREENSHOT", {}, { onProgress: (p) => p.percent.toFixed(0) });
-  const png: "image/png" | undefined = shot.data?.mimeType;
+  const png: "image/png" = shot.data.mimeType;
   const resized = await hub.run("RESIZE", { width: 800, height: 600 });
-  const ok: boolean | undefined = resized.data?.resized;
-  const free: Result<unknown> = await hub.run("ANY_OTHER", { anything: [1, "two"] }, { target: "chrome-1" });
+  const ok: boolean = resized.data.resized;
+  const success: true = page.success;
+  const free: Completed<unknown> = await hub.run("ANY_OTHER", { anything: [1, "two"] }, { target: "chrome-1" });
   // @ts-expect-error NAVIGATE needs a url
   await hub.run("NAVIGATE", {});
   // @ts-expect-error RESIZE's width is a number
@@ -38,7 +39,8 @@ export async function script(apiKey: string): Promise<void> {
     if (error instanceof RateLimitedError) console.log(error.retryAfter);
     if (error instanceof CommandFailedError || error instanceof HubError) {
       const code: string = error.code;
-      console.log(code, error.details, error.result?.metadata.duration);
+      const failed: Result | undefined = error.result;
+      console.log(code, error.details, failed?.metadata.duration, failed?.error?.code);
     }
   }
 
@@ -57,7 +59,7 @@ export async function script(apiKey: string): Promise<void> {
     console.log(n, seen.offset);
   }
   const offset: string = await hub.publish("news", { n: 1 });
-  console.log(title, png, ok, free.id, offset);
+  console.log(title, png, ok, success, free.id, offset);
   await hub.close();
 }
 
