@@ -11,7 +11,8 @@
 import { io, type Socket } from "socket.io-client";
 
 import {
-  ClosedError, errorFromWire, FATAL_ON_CONNECT, HubError, RateLimitedError, UnavailableError,
+  ClosedError, errorFromWire, FATAL_ON_CONNECT, HubError, InternalError, RateLimitedError,
+  UnavailableError,
 } from "./errors.js";
 
 export interface Credentials {
@@ -186,7 +187,12 @@ export class Link {
     const current = () => generation === this.generation && this.socket.connected;
     this.draining = false;
     this.refusals = 0;
-    await this.restore(current);
+    try {
+      await this.restore(current);
+    } catch (error) { // the hooks handle what the hub may answer: this is a bug, say so
+      this.fail(new InternalError(`restoring the connection failed: ${String(error)}`));
+      return;
+    }
     if (!current() || this.ended) {
       return;
     }
