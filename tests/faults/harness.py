@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import shutil
@@ -102,6 +103,11 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def env(self) -> dict[str, str]:
+        """How a hub process reaches it."""
+        return {"REDIS_URL": self.url}
+
     def start(self) -> None:
         with (self.dir / "redis.log").open("ab") as log:
             self.process = subprocess.Popen(
@@ -155,7 +161,8 @@ def hub_config() -> dict[str, Any]:
 class Cluster:
     """One Redis, 1 auth, 2 gateways, 2 routers: separate OS processes on loopback ports."""
 
-    redis: RedisProcess
+    redis: Any
+    """A RedisProcess, or what else `run` was given (tests/faults/sentinel.py)."""
     hubs: Hubs
     auth: HubProcess
     gateways: list[HubProcess]
@@ -164,10 +171,10 @@ class Cluster:
     """pids the fault stopped on purpose: any other process that exits is a failure."""
 
     @classmethod
-    def start(cls, workdir: Path) -> Cluster:
-        redis = RedisProcess(workdir)
+    def start(cls, workdir: Path, redis_setup: Callable[[Path], Any] = RedisProcess) -> Cluster:
+        redis = redis_setup(workdir)
         hubs = Hubs(workdir)
-        env = {"REDIS_URL": redis.url, "REDIS_KEY_PREFIX": "faults:"}
+        env = {**redis.env, "REDIS_KEY_PREFIX": "faults:"}
         config = hub_config()
         try:
             started = [hubs.start(command, env=env, config=config, wait=False) for command in (
@@ -249,6 +256,12 @@ class Ledger:
     resends: int = 0
     problems: list[str] = field(default_factory=list)  # from the fault and the health check
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase of the run
+    result_times: list[float] = field(default_factory=list)  # monotonic, every result seen
+
+    def longest_silence(self) -> float:
+        """The longest time between two results seen (from the first to the last)."""
+        times = sorted(self.result_times)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def new(self, client: int) -> Command:
         command = Command(str(uuid.uuid4()), client)
@@ -483,6 +496,7 @@ class Client(Peer):
                 self.ledger.strays.append(f"result {result.get('id')} on client {self.index}")
                 return
             command.results.append((socket, result))
+            self.ledger.result_times.append(time.monotonic())
             self.pending.pop(command.id, None)
 
         sio.on("result", on_result)
@@ -704,12 +718,13 @@ async def ready(cluster: Cluster) -> None:
             await asyncio.sleep(0.5)
 
 
-async def run(fault: Fault, workdir: Path, label: str, seed: int) -> Ledger:
+async def run(fault: Fault, workdir: Path, label: str, seed: int,
+              redis_setup: Callable[[Path], Any] = RedisProcess) -> Ledger:
     """Start the hub, load it, inject the fault, settle, check health; the filled ledger."""
     rng = random.Random(seed)
     ledger = Ledger()
     began = time.monotonic()
-    cluster = Cluster.start(workdir)
+    cluster = Cluster.start(workdir, redis_setup)
     peers: list[Peer] = []
     try:
         extensions = [Extension(i, cluster.urls, ledger, rng) for i in range(EXTENSIONS)]

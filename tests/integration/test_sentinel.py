@@ -117,22 +117,26 @@ async def test_a_dead_sentinel_does_not_slow_the_way_to_the_primary(
         await bus.aclose()
 
 
-async def test_writes_wait_for_a_replica_and_fail_when_none_confirms(
+async def test_acknowledged_steps_wait_for_a_replica_and_fail_when_none_confirms(
         group: SentinelGroup, bus: RedisStreamsBus) -> None:
-    """Without a replica a write would not survive a failover: it is refused, not announced
-    (reads still answer)."""
-    await bus.store.put("k", {"v": 1})
+    """Without a replica an acknowledged step would not survive a failover: it fails instead
+    of being acknowledged (the caller's client re-sends; the step is idempotent). Other
+    writes and reads go on."""
+    ledger = bus.ledger(Policy())
+    assert await register(ledger)
     for node in group.data[1:]:
         node.kill()
-    with pytest.raises(NotReplicated, match="0 of 1 replicas"):
-        await bus.store.put("k", {"v": 2})
-    assert await bus.store.get("k") == {"v": 2}  # on the primary, never announced as done
-    ledger = bus.ledger(Policy())
+    with pytest.raises(NotReplicated, match="0 of 1 replicas confirmed within 500 ms"):
+        await ledger.accept(command("c-1"))
     with pytest.raises(NotReplicated):
-        await register(ledger)
+        await register(ledger, "e2")
+    await bus.store.put("k", {"v": 2})  # not acknowledged to anyone: no wait
+    assert await bus.store.get("k") == {"v": 2}
+    # the accept did run on the primary: a re-send finds it and does not run it again
+    with pytest.raises(NotReplicated):
+        await ledger.accept(command("c-1"))
+    assert (await bus.redis.hget(bus.prefix + "cmd:t:c-1", "st")) == b"dispatched"
     # a read entry is not handed on either: it stays pending and is read again later
-    await bus.redis.xadd(bus.prefix + p.gateway_inbox(EXT_GW), {"d": b"{}"})
     reads = bus.consume(p.gateway_inbox(EXT_GW), "gw", "me", start="0")
-    with pytest.raises(NotReplicated):
+    with pytest.raises(NotReplicated, match="read entries"):
         await asyncio.wait_for(anext(reads), 5)
-

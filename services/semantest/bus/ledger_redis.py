@@ -37,6 +37,10 @@ log = logging.getLogger("semantest.bus")
 _SOURCE = resources.files("semantest.bus").joinpath("ledger.lua").read_text()
 VERSION = hashlib.sha1(_SOURCE.encode()).hexdigest()[:12]
 LIBRARY = _SOURCE.replace("VERSION", VERSION)
+ACKNOWLEDGED = frozenset({"accept", "report", "cancel", "register"})
+"""Steps whose success the hub tells a client or an extension ("accepted", "connected"): with
+Sentinels each waits for a replica first, so no failover undoes what was acknowledged. Every
+other step's effect reaches the outside only through an inbox, whose reader waits likewise."""
 
 
 def _text(value: bytes | str) -> str:
@@ -66,6 +70,7 @@ class RedisLedger(Ledger):
         self.policy = policy
         self._bus = bus
         self._prefix = bus.prefix
+        self._anchor = bus.prefix + "ledger"
         self._loaded = False
 
     async def _load(self) -> None:
@@ -79,15 +84,18 @@ class RedisLedger(Ledger):
     async def _fcall(self, name: str, *args: Any) -> Any:
         if not self._loaded:
             await self._load()
-        function = f"{name}_{VERSION}"
+        # One declared key, so a Redis Cluster client would route the call to the node that
+        # holds the prefix's hash slot (docs/architecture.md, "Keys and Redis Cluster").
+        call = ("fcall", f"{name}_{VERSION}", 1, self._anchor, self._prefix, *args)
+        send = self._bus.call_replicated if name in ACKNOWLEDGED else self._bus.call
         started = time.perf_counter()
         try:
-            return await self._bus.call("fcall", function, 0, self._prefix, *args)
+            return await send(*call)
         except ResponseError as exc:
             if "Function not found" not in str(exc):
                 raise
             await self._load()
-            return await self._bus.call("fcall", function, 0, self._prefix, *args)
+            return await send(*call)
         finally:
             if self.observe_call is not None:
                 self.observe_call(name, time.perf_counter() - started)

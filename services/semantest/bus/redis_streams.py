@@ -40,15 +40,12 @@ CLAIM_IDLE_MS = 5000
 CLAIM_EVERY_S = 1.0
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 REPLICA_ACKS = 1
-"""With Sentinels: replicas that must hold a step before its effect leaves Redis (`WAIT`)."""
+"""With Sentinels: replicas that must hold a step before it is acknowledged (`WAIT`)."""
 REPLICA_ACK_TIMEOUT_MS = 500
 """... and how long a step waits for them before it fails as not yet safe."""
 SENTINEL_CONNECT_TIMEOUT_S = 0.25
 SENTINEL_TIMEOUT_S = 0.5
 """One Sentinel answers within this or the next is asked (loopback or one cluster network)."""
-READS = frozenset({"get", "mget", "hget", "hmget", "smembers", "scard", "zrangebyscore", "zcard",
-                   "exists", "xrange", "xinfo_stream", "pttl", "ping"})
-"""Commands that change nothing: a pipeline of only these has nothing to wait for."""
 
 
 class NotReplicated(RedisConnectionError):
@@ -131,6 +128,7 @@ class AutoPipeline:
         self.redis = client
         self._replica_acks = replica_acks
         self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
+        self._replicated: set[asyncio.Future[Any]] = set()
         self._flusher: asyncio.Task[None] | None = None
 
     def call(self, command: str, *args: Any, **options: Any) -> asyncio.Future[Any]:
@@ -140,24 +138,33 @@ class AutoPipeline:
             self._flusher = asyncio.create_task(self._flush())
         return future
 
+    def call_replicated(self, command: str, *args: Any) -> asyncio.Future[Any]:
+        """As `call`, for a write the caller acknowledges to someone outside Redis: with
+        Sentinels its reply waits until a replica has it, or fails (`NotReplicated`)."""
+        future = self.call(command, *args)
+        if self._replica_acks:
+            self._replicated.add(future)
+        return future
+
     async def _flush(self) -> None:
         await asyncio.sleep(0)
         queued, self._queued, self._flusher = self._queued, [], None
-        writes = self._replica_acks > 0 and any(command not in READS for command, *_ in queued)
+        replicated, self._replicated = self._replicated, set()
+        wait = bool(replicated)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for command, args, options, _ in queued:
                     getattr(pipe, command)(*args, **options)
-                if writes:  # on the same connection: covers every write before it
+                if wait:  # on the same connection: covers every write before it
                     pipe.execute_command("WAIT", self._replica_acks, REPLICA_ACK_TIMEOUT_MS)
                 replies = await pipe.execute(raise_on_error=False)
-            if writes:
+            if wait:
                 acked = replies.pop()
                 if not isinstance(acked, int) or acked < self._replica_acks:
                     unsafe = NotReplicated(f"{acked} of {self._replica_acks} replicas confirmed "
                                            f"within {REPLICA_ACK_TIMEOUT_MS} ms")
-                    replies = [unsafe if command not in READS else reply
-                               for (command, *_), reply in zip(queued, replies, strict=True)]
+                    replies = [unsafe if future in replicated else reply
+                               for (*_, future), reply in zip(queued, replies, strict=True)]
         except (RedisError, OSError) as exc:
             replies = [exc] * len(queued)
         for (*_, future), reply in zip(queued, replies, strict=True):
@@ -262,6 +269,7 @@ class RedisStreamsBus(Bus):
         self._pipeline = AutoPipeline(self.redis, REPLICA_ACKS if self._sentinel else 0)
         self.call = self._pipeline.call
         """Any Redis command, sent with the others of this loop tick in one round trip."""
+        self.call_replicated = self._pipeline.call_replicated
         self.store = RedisStore(self.redis, self._pipeline, prefix)
         self._readers: set[aioredis.Redis] = set()
 
