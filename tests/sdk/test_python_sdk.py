@@ -9,6 +9,7 @@ import base64
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,14 @@ import pytest
 
 from semantest import client
 from semantest.client import Context, Hub, Worker
-from tests.conftest import ROOT, Hubs, RedisServer
-from tests.e2e.conftest import KEY, hub_config, password_hash  # noqa: F401 - fixtures
+from tests.conftest import ROOT, HubProcess, Hubs, RedisServer
+from tests.e2e import conftest as e2e
+from tests.e2e import test_commands
+from tests.e2e.conftest import KEY
 from tests.e2e.test_commands import login
 
-
-@pytest.fixture(scope="module", params=["all-in-one", "services"])
-def hub_url(request: pytest.FixtureRequest, module_hubs: Hubs, hub_config: dict[str, Any]) -> str:  # noqa: F811
-    if request.param == "all-in-one":
-        return module_hubs.start("semantest-server", config=hub_config).url
-    redis: RedisServer = request.getfixturevalue("redis_server")
-    env = {"REDIS_URL": redis.url, "REDIS_KEY_PREFIX": f"sdk{uuid.uuid4().hex[:8]}:"}
-    module_hubs.start("semantest-auth", env=env, config=hub_config)
-    module_hubs.start("semantest-router", env=env, config=hub_config)
-    return module_hubs.start("semantest-gateway", env=env, config=hub_config).url
+# The end-to-end tests' hubs: all-in-one, and auth + router + gateway over Redis (module-wide).
+hub_config, password_hash, hub_url = e2e.hub_config, e2e.password_hash, test_commands.hub_url
 
 
 PNG_1x1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
@@ -315,80 +310,90 @@ class Gated:
         return self.gates.setdefault(label, asyncio.Event())
 
 
-def services(hubs: Hubs, redis: RedisServer, config: dict[str, Any]) -> tuple[Any, Any]:
-    """auth + router + two gateways over Redis: (the client's gateway, the worker's)."""
-    env = {"REDIS_URL": redis.url, "REDIS_KEY_PREFIX": f"sdkr{uuid.uuid4().hex[:6]}:"}
+@dataclass
+class TwoGateways:
+    """auth + router + two gateways over Redis; a Hub on the first, a Gated worker on the
+    second; either gateway can be started again on its port."""
+
+    hubs: Hubs
+    config: dict[str, Any]
+    client_gateway: HubProcess
+    worker_gateway: HubProcess
+    gated: Gated
+    hub: Hub
+
+    def restart(self, gateway: HubProcess) -> HubProcess:
+        return self.hubs.start("semantest-gateway", env=gateway.env, config=self.config,
+                               port=gateway.port)
+
+
+@pytest.fixture
+async def two_gateways(hubs: Hubs, redis_server: RedisServer,
+                       hub_config: dict[str, Any]) -> AsyncIterator[TwoGateways]:
+    config = {**hub_config, "commands": {"extensionGrace": 20000}}  # room for a restart
+    env = {"REDIS_URL": redis_server.url, "REDIS_KEY_PREFIX": f"sdkr{uuid.uuid4().hex[:6]}:"}
     hubs.start("semantest-auth", env=env, config=config)
     hubs.start("semantest-router", env=env, config=config)
-    return (hubs.start("semantest-gateway", env=env, config=config),
-            hubs.start("semantest-gateway", env=env, config=config))
+    client_gateway, worker_gateway = (hubs.start("semantest-gateway", env=env, config=config)
+                                      for _ in range(2))
+    gated = Gated(worker_gateway.url)
+    async with gated.worker, Hub(client_gateway.url, api_key=KEY, timeout=60) as hub:
+        yield TwoGateways(hubs, config, client_gateway, worker_gateway, gated, hub)
 
 
 @pytest.mark.timeout(120)
-async def test_reconnect_resends_unfinished_commands_once(
-        hubs: Hubs, redis_server: RedisServer, hub_config: dict[str, Any]) -> None:  # noqa: F811
-    client_gateway, worker_gateway = services(hubs, redis_server, hub_config)
-    gated = Gated(worker_gateway.url)
-    async with gated.worker, Hub(client_gateway.url, api_key=KEY, timeout=60) as hub:
-        ended_away = await hub.submit("WAIT", label="ends-while-away",
-                                      target=gated.worker.extension_id)
-        ends_after = await hub.submit("WAIT", label="ends-after-reconnect",
-                                      target=gated.worker.extension_id)
-        assert {await gated.started.get(), await gated.started.get()} == {
-            "ends-while-away", "ends-after-reconnect"}
+async def test_reconnect_resends_unfinished_commands_once(two_gateways: TwoGateways) -> None:
+    gated, hub, client_gateway = two_gateways.gated, two_gateways.hub, two_gateways.client_gateway
+    ended_away = await hub.submit("WAIT", label="ends-while-away",
+                                  target=gated.worker.extension_id)
+    ends_after = await hub.submit("WAIT", label="ends-after-reconnect",
+                                  target=gated.worker.extension_id)
+    assert {await gated.started.get(), await gated.started.get()} == {
+        "ends-while-away", "ends-after-reconnect"}
 
-        client_gateway.kill()  # kill -9 with both commands in flight
-        gated.gate("ends-while-away").set()  # its result reaches the ledger, not the client
-        restarted = hubs.start("semantest-gateway", env=client_gateway.env, config=hub_config,
-                               port=client_gateway.port)
-        assert (await ended_away).data == {"label": "ends-while-away"}  # asked again by id
-        gated.gate("ends-after-reconnect").set()
-        assert (await ends_after).data == {"label": "ends-after-reconnect"}
-        assert sorted(gated.runs) == ["ends-after-reconnect", "ends-while-away"]  # once each
+    client_gateway.kill()  # kill -9 with both commands in flight
+    gated.gate("ends-while-away").set()  # its result reaches the ledger, not the client
+    restarted = two_gateways.restart(client_gateway)
+    assert (await ended_away).data == {"label": "ends-while-away"}  # asked again by id
+    gated.gate("ends-after-reconnect").set()
+    assert (await ends_after).data == {"label": "ends-after-reconnect"}
+    assert sorted(gated.runs) == ["ends-after-reconnect", "ends-while-away"]  # once each
 
-        again = await hub.run("WAIT", id=ended_away.id, label="ignored")  # the same id: no rerun
-        assert again.data == {"label": "ends-while-away"} and len(gated.runs) == 2
-        assert restarted.process.poll() is None
+    again = await hub.run("WAIT", id=ended_away.id, label="ignored")  # the same id: no rerun
+    assert again.data == {"label": "ends-while-away"} and len(gated.runs) == 2
+    assert restarted.process.poll() is None
 
 
 @pytest.mark.timeout(120)
-async def test_draining_gateway_hands_the_client_over(
-        hubs: Hubs, redis_server: RedisServer, hub_config: dict[str, Any]) -> None:  # noqa: F811
-    client_gateway, worker_gateway = services(hubs, redis_server, hub_config)
-    gated = Gated(worker_gateway.url)
-    async with gated.worker, Hub(client_gateway.url, api_key=KEY, timeout=60) as hub:
-        running = await hub.submit("WAIT", label="running", target=gated.worker.extension_id)
-        assert await gated.started.get() == "running"
-        client_gateway.process.terminate()  # SIGTERM: server:draining, then it waits for us
-        await eventually(lambda: not hub.connected)
-        later = asyncio.ensure_future(hub.run("WAIT", label="sent-while-draining",
-                                              target=gated.worker.extension_id))
-        gated.gate("running").set()
-        assert (await running).data == {"label": "running"}
-        await asyncio.to_thread(client_gateway.process.wait, 30)  # drained and gone
-        assert not later.done() and gated.started.empty()  # held, not sent to the drained one
-        hubs.start("semantest-gateway", env=client_gateway.env, config=hub_config,
-                   port=client_gateway.port)
-        assert await asyncio.wait_for(gated.started.get(), 30) == "sent-while-draining"
-        gated.gate("sent-while-draining").set()
-        assert (await later).data == {"label": "sent-while-draining"}
-        assert sorted(gated.runs) == ["running", "sent-while-draining"]
+async def test_draining_gateway_hands_the_client_over(two_gateways: TwoGateways) -> None:
+    gated, hub, client_gateway = two_gateways.gated, two_gateways.hub, two_gateways.client_gateway
+    running = await hub.submit("WAIT", label="running", target=gated.worker.extension_id)
+    assert await gated.started.get() == "running"
+    client_gateway.process.terminate()  # SIGTERM: server:draining, then it waits for us
+    await eventually(lambda: not hub.connected)
+    later = asyncio.ensure_future(hub.run("WAIT", label="sent-while-draining",
+                                          target=gated.worker.extension_id))
+    gated.gate("running").set()
+    assert (await running).data == {"label": "running"}
+    await asyncio.to_thread(client_gateway.process.wait, 30)  # drained and gone
+    assert not later.done() and gated.started.empty()  # held, not sent to the drained one
+    two_gateways.restart(client_gateway)
+    assert await asyncio.wait_for(gated.started.get(), 30) == "sent-while-draining"
+    gated.gate("sent-while-draining").set()
+    assert (await later).data == {"label": "sent-while-draining"}
+    assert sorted(gated.runs) == ["running", "sent-while-draining"]
 
 
 @pytest.mark.timeout(120)
 async def test_worker_reports_its_result_after_its_gateway_died(
-        hubs: Hubs, redis_server: RedisServer, hub_config: dict[str, Any]) -> None:  # noqa: F811
-    config = {**hub_config, "commands": {"extensionGrace": 20000}}  # room for a restart
-    client_gateway, worker_gateway = services(hubs, redis_server, config)
-    gated = Gated(worker_gateway.url)
-    async with gated.worker, Hub(client_gateway.url, api_key=KEY, timeout=60) as hub:
-        handle = await hub.submit("WAIT", label="outlives-its-gateway",
-                                  target=gated.worker.extension_id)
-        assert await gated.started.get() == "outlives-its-gateway"
-        worker_gateway.kill()
-        gated.gate("outlives-its-gateway").set()  # finished while away: reported on return
-        hubs.start("semantest-gateway", env=worker_gateway.env, config=config,
-                   port=worker_gateway.port)
-        assert (await handle).data == {"label": "outlives-its-gateway"}
-        assert (await handle).extension == gated.worker.extension_id
-        assert gated.runs == ["outlives-its-gateway"]
+        two_gateways: TwoGateways) -> None:
+    gated, hub, worker_gateway = two_gateways.gated, two_gateways.hub, two_gateways.worker_gateway
+    handle = await hub.submit("WAIT", label="outlives-its-gateway",
+                              target=gated.worker.extension_id)
+    assert await gated.started.get() == "outlives-its-gateway"
+    worker_gateway.kill()
+    gated.gate("outlives-its-gateway").set()  # finished while away: reported on return
+    two_gateways.restart(worker_gateway)
+    assert (await handle).data == {"label": "outlives-its-gateway"}
+    assert (await handle).extension == gated.worker.extension_id
+    assert gated.runs == ["outlives-its-gateway"]
