@@ -112,13 +112,13 @@ async function getText(params) {
   return inPage(await requireTab(params), page.text, [params.selector ?? null]);
 }
 
-async function evaluate(params, { settings }) {
+async function evaluate(params, { id, settings }) {
   if (!settings.allowEvaluate) {
     throw new CommandError(Code.FORBIDDEN,
       'EVALUATE is off in this extension: turn on allowEvaluate in its settings');
   }
   const expression = required(params, 'expression', 'EVALUATE', 'JavaScript source');
-  return inPage(await requireTab(params), page.evaluate, [expression], 'MAIN');
+  return inPage(await requireTab(params), page.evaluate, [id, expression], 'MAIN');
 }
 
 async function screenshot(params) {

@@ -15,6 +15,7 @@ function read(key) {
   const field = document.getElementById(key);
   if (field.type === 'checkbox') return field.checked;
   if (key === 'capabilities') return field.value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (key === 'maxResultBytes') return Number(field.value);
   return field.value.trim();
 }
 

@@ -1,7 +1,7 @@
 // Functions that run inside the page (chrome.scripting.executeScript serialises them): each is
 // self-contained and answers a plain object, never throws, because a throw inside the page does
-// not come back to the worker as an error. CLICK and TYPE act at most once per command id in a
-// document, so a command resumed after a service-worker restart never clicks or types twice.
+// not come back to the worker as an error. CLICK, TYPE and EVALUATE act at most once per command
+// id in a document, so a command resumed after a service-worker restart never acts twice.
 
 export function click(id, selector) {
   const done = (globalThis.__semantestDone ??= {});
@@ -93,17 +93,22 @@ export function title() {
 }
 
 // Runs in the page's own world (MAIN), so the page's Content-Security-Policy applies to eval.
-export async function evaluate(expression) {
-  let value;
-  try {
-    value = await (0, eval)(expression);
-  } catch (error) {
-    return { error: { code: 'EVALUATION_FAILED', message: `${error.name}: ${error.message}` } };
-  }
-  try {
-    return { value: { value: value === undefined ? null : JSON.parse(JSON.stringify(value)) } };
-  } catch (error) {
-    return { error: { code: 'EVALUATION_FAILED',
-      message: `the value cannot be sent as JSON: ${error.message}` } };
-  }
+// A resumed command gets the same evaluation's answer, never a second evaluation.
+export function evaluate(id, expression) {
+  const done = (globalThis.__semantestEvaluated ??= {});
+  done[id] ??= (async () => {
+    let value;
+    try {
+      value = await (0, eval)(expression);
+    } catch (error) {
+      return { error: { code: 'EVALUATION_FAILED', message: `${error.name}: ${error.message}` } };
+    }
+    try {
+      return { value: { value: value === undefined ? null : JSON.parse(JSON.stringify(value)) } };
+    } catch (error) {
+      return { error: { code: 'EVALUATION_FAILED',
+        message: `the value cannot be sent as JSON: ${error.message}` } };
+    }
+  })();
+  return done[id];
 }

@@ -81,11 +81,34 @@ export class Runner {
     }
     if (cancelled.aborted) return;
     this.running.delete(id);
+    result = this.sendable(result);
     await inflight.update(id, { result });
     this.report(result);
   }
 
+  /** A result the hub would refuse for its size becomes a failure that says so: sent as it
+   * is, the hub would refuse it (or close the connection, past 4 × its maxPayload). */
+  sendable(result) {
+    const size = new TextEncoder().encode(JSON.stringify(['result', result])).length;
+    const limit = this.settings.maxResultBytes;
+    if (size <= limit) return result;
+    return { id: result.id, success: false, error: { code: Code.PAYLOAD_TOO_LARGE,
+      message: `the result is ${size} bytes, over maxResultBytes (${limit}); the hub's `
+        + 'websocket.maxPayload bounds it' } };
+  }
+
   report(result) {
-    this.send('result', result, () => inflight.forget(result.id));
+    this.send('result', result, (answer) => {
+      const refusal = answer?.accepted === false ? answer.error : null;
+      if (refusal && result.success) {
+        // The hub refused the result (over its websocket.maxPayload, ...): the client hears
+        // why, instead of waiting for its deadline.
+        const failed = { id: result.id, success: false,
+          error: { code: refusal.code, message: refusal.message } };
+        inflight.update(result.id, { result: failed }).then(() => this.report(failed));
+        return;
+      }
+      inflight.forget(result.id);
+    });
   }
 }

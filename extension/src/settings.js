@@ -5,7 +5,7 @@
 import { COMMAND_TYPES } from './commands.js';
 
 export const KEYS = ['hubUrl', 'apiKey', 'token', 'extensionId', 'name', 'capabilities',
-  'allowEvaluate'];
+  'allowEvaluate', 'maxResultBytes'];
 
 const DEFAULTS = {
   hubUrl: 'http://localhost:3000',
@@ -15,6 +15,7 @@ const DEFAULTS = {
   name: 'semantest-chromium',
   capabilities: COMMAND_TYPES,
   allowEvaluate: false,
+  maxResultBytes: 1048576, // the hub's default websocket.maxPayload
 };
 
 const ID = /^[A-Za-z0-9_.:@/+=#~-]{1,128}$/;
@@ -69,6 +70,9 @@ export function problems(settings) {
     found.push(`capabilities must be a non-empty list of ${COMMAND_TYPES.join(', ')} or "*"`);
   }
   if (typeof settings.allowEvaluate !== 'boolean') found.push('allowEvaluate must be true or false');
+  if (!Number.isInteger(settings.maxResultBytes) || settings.maxResultBytes < 1024) {
+    found.push('maxResultBytes must be an integer of at least 1024');
+  }
   for (const key of ['apiKey', 'token', 'name']) {
     if (typeof settings[key] !== 'string') found.push(`${key} must be a string`);
   }

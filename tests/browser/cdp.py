@@ -60,11 +60,11 @@ class Cdp:
     async def next_event(self, method: str, timeout: float = 20) -> dict[str, Any]:
         return await asyncio.wait_for(self.events[method].get(), timeout)
 
-    async def evaluate(self, session: str, expression: str) -> Any:
+    async def evaluate(self, session: str, expression: str, timeout: float = 20) -> Any:
         """Run `expression` (awaited) in an attached target; answers its JSON value."""
         answer = await self.send("Runtime.evaluate", {
             "expression": expression, "awaitPromise": True, "returnByValue": True,
-        }, session=session)
+        }, session=session, timeout=timeout)
         if "exceptionDetails" in answer:
             raise CdpError(str(answer["exceptionDetails"]))
         return answer["result"].get("value")

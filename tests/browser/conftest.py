@@ -29,11 +29,14 @@ from tests.conftest import ROOT, Hubs, RedisServer
 KEY = "browser-key-0123456789"
 DIST = ROOT / "extension" / "dist"
 
+HUB_MAX_PAYLOAD = 600_000
 HUB_CONFIG: dict[str, Any] = {
     "auth": {"enabled": True, "jwt": {"secret": "browser-test-secret-0123456789-0123456789"},
              "apiKeys": {"enabled": True, "keys": [KEY]}},
     # The default grace: what a real deployment gives a restarting service worker.
     "commands": {"extensionGrace": 10000},
+    # Below the extension's own maxResultBytes (1 MiB), so both limits can be met.
+    "websocket": {"maxPayload": HUB_MAX_PAYLOAD},
 }
 
 
@@ -132,18 +135,27 @@ class Devtools:
 
         return str(await eventually(found, timeout))
 
-    async def options_page(self, extension_host: str, changes: dict[str, Any]) -> None:
-        """Open the extension's options page, change fields as a user would, press Save."""
+    @asynccontextmanager
+    async def options(self) -> AsyncIterator[str]:
+        """The extension's options page, open in a tab; yields its DevTools session once the
+        page has filled its fields (it shows the status after that)."""
+        host = self.targets[await self.worker()]["url"].split("/")[2]
         created = await self.cdp.send("Target.createTarget", {
-            "url": f"chrome-extension://{extension_host}/options.html"})
+            "url": f"chrome-extension://{host}/options.html"})
         attached = await self.cdp.send("Target.attachToTarget",
                                        {"targetId": created["targetId"], "flatten": True})
         session = attached["sessionId"]
-        # The page shows the status once it has filled its fields from the settings.
         filled = ("location.protocol === 'chrome-extension:'"
                   " && ![undefined, '…'].includes(document.getElementById('status')?.textContent)")
         try:
             await eventually(lambda: self._settled(session, filled))
+            yield session
+        finally:
+            await self.cdp.send("Target.closeTarget", {"targetId": created["targetId"]})
+
+    async def options_page(self, changes: dict[str, Any]) -> None:
+        """Change fields of the options page as a user would, and press Save."""
+        async with self.options() as session:
             await self.cdp.evaluate(session, f"""(async () => {{
                 for (const [key, value] of Object.entries({json.dumps(changes)})) {{
                     const field = document.getElementById(key);
@@ -154,8 +166,6 @@ class Devtools:
                     await new Promise((r) => setTimeout(r, 50));
                 }}
             }})()""")
-        finally:
-            await self.cdp.send("Target.closeTarget", {"targetId": created["targetId"]})
 
     async def _settled(self, session: str, expression: str) -> bool:
         """`expression` in a page that may still be loading (its old document goes away)."""
@@ -164,16 +174,10 @@ class Devtools:
         except CdpError:
             return False
 
-    async def extension_host(self) -> str:
-        """The extension's Chromium id (the host of its chrome-extension:// URLs)."""
-        return self.targets[await self.worker()]["url"].split("/")[2]
-
     async def in_worker(self, expression: str) -> Any:
-        """Evaluate (awaited) in the service worker, to look at chrome.storage.session."""
+        """Evaluate (awaited) in the running service worker, to look at its storage."""
         attached = await self.cdp.send("Target.attachToTarget",
                                        {"targetId": await self.worker(), "flatten": True})
-        # A worker caught while it starts waits for the debugger: let it go on.
-        await self.cdp.send("Runtime.runIfWaitingForDebugger", session=attached["sessionId"])
         try:
             return await self.cdp.evaluate(attached["sessionId"],
                                            f"(async () => ({expression}))()")

@@ -3,12 +3,14 @@
 - `/form.html`: a text field that echoes what its `input` and `change` events saw, a button
   that counts its clicks, and an image;
 - `/late.html?after=ms`: `#late` appears after `ms` milliseconds;
-- `/image.png` (a real PNG), `/not-an-image.png` (text), anything else 404;
+- `/image.png` (a real PNG), `/noise.png?bytes=n` (n random bytes said to be a PNG),
+  `/not-an-image.png` (text), anything else 404;
 - `/csp.html`: a page whose Content-Security-Policy forbids eval.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
@@ -63,6 +65,10 @@ def app() -> web.Application:
     async def image(_: web.Request) -> web.Response:
         return web.Response(body=IMAGE, content_type="image/png")
 
+    async def noise(request: web.Request) -> web.Response:
+        return web.Response(body=os.urandom(int(request.query["bytes"])),
+                            content_type="image/png")
+
     async def text(_: web.Request) -> web.Response:
         return web.Response(text="not an image", content_type="text/plain")
 
@@ -71,4 +77,5 @@ def app() -> web.Application:
     site.router.add_get("/csp.html", page(CSP, **{"Content-Security-Policy": "script-src 'self'"}))
     site.router.add_get("/image.png", image)
     site.router.add_get("/not-an-image.png", text)
+    site.router.add_get("/noise.png", noise)
     return site

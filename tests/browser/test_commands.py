@@ -15,11 +15,12 @@ from semantest.client import (
     CommandTimeout,
     Forbidden,
     Hub,
+    PayloadTooLarge,
     Progress,
     ValidationFailed,
 )
 from tests.browser import site
-from tests.browser.conftest import Browser, Devtools, eventually
+from tests.browser.conftest import HUB_MAX_PAYLOAD, Browser, Devtools, eventually
 from tests.conftest import free_port
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -99,8 +100,7 @@ async def test_evaluate_is_off_until_the_options_page_turns_it_on(
     await hub.run("NAVIGATE", url=f"{pages}/form.html")
     with pytest.raises(Forbidden, match="allowEvaluate"):
         await hub.run("EVALUATE", expression="1 + 1")
-    host = await devtools.extension_host()
-    await devtools.options_page(host, {"allowEvaluate": True})
+    await devtools.options_page({"allowEvaluate": True})
     try:
         # The worker reconnects with the new settings under the same extensionId.
         assert (await hub.run("EVALUATE", expression="document.title")).data == {"value": "Form"}
@@ -115,7 +115,7 @@ async def test_evaluate_is_off_until_the_options_page_turns_it_on(
             await hub.run("EVALUATE", expression="1 + 1")
         assert csp.value.code == "EVALUATION_FAILED"
     finally:
-        await devtools.options_page(host, {"allowEvaluate": False})
+        await devtools.options_page({"allowEvaluate": False})
 
 
 async def test_screenshot_is_a_png_and_can_go_to_the_downloads_channel(hub: Hub,
@@ -152,6 +152,18 @@ async def test_download_image(hub: Hub, pages: str) -> None:
         assert failed.value.code == "DOWNLOAD_FAILED"
     with pytest.raises(ValidationFailed, match="DOWNLOAD_IMAGE needs selector"):
         await hub.run("DOWNLOAD_IMAGE")
+
+
+async def test_results_too_large_for_the_hub_fail_clearly(hub: Hub, pages: str) -> None:
+    # Over the extension's maxResultBytes (1 MiB): it never sends the result.
+    with pytest.raises(PayloadTooLarge, match="over maxResultBytes") as own:
+        await hub.run("DOWNLOAD_IMAGE", url=f"{pages}/noise.png?bytes=900000")
+    assert own.value.result is not None
+    # Under it but over the hub's websocket.maxPayload: the hub refuses it, the extension says so.
+    with pytest.raises(PayloadTooLarge, match=f"websocket.maxPayload is {HUB_MAX_PAYLOAD}"):
+        await hub.run("DOWNLOAD_IMAGE", url=f"{pages}/noise.png?bytes=500000")
+    small = await hub.run("DOWNLOAD_IMAGE", url=f"{pages}/noise.png?bytes=1000")
+    assert small.data["size"] == 1000
 
 
 async def test_list_and_close_tabs(hub: Hub, pages: str) -> None:
