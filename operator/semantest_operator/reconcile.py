@@ -28,7 +28,7 @@ from typing import Any, cast
 import kopf
 from kubernetes.aio.client.exceptions import ApiException
 
-from semantest_operator import conditions, resources, tls
+from semantest_operator import conditions, redis_sentinel, resources, tls
 from semantest_operator.apply import Kube, namespace_terminating, reason_of
 from semantest_operator.conditions import Condition, Problem
 
@@ -182,6 +182,9 @@ class Pass:
             reason = "InvalidSpec" if exc.status == 422 else "ApplyFailed"
             problem = Problem(reason, reason_of(exc), permanent=exc.status == 422)
         status = self.blocked(problem) if problem else self.healthy(workloads, tls_state)
+        if problem is None and redis_sentinel.enabled(self.cluster):
+            status["redis"] = {**(status["redis"] or {}),
+                               **await redis_sentinel.status(self.kube, self.cluster)}
         await self.write(status)
         for kind, reason, message in self.events:
             kopf.event(self.body, type=kind, reason=reason, message=message)

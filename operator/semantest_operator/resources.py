@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from semantest_operator import redis_sentinel
+
 GROUP = "semantest.io"
 VERSION = "v1alpha1"
 PLURAL = "semantestclusters"
@@ -189,7 +191,8 @@ def generated_refs(cluster: Cluster) -> list[SecretRef]:
 def user_refs(cluster: Cluster) -> list[SecretRef]:
     """The Secrets the user named: they must exist; the operator never writes them."""
     generated = generated_refs(cluster)
-    refs = [jwt_ref(cluster), admin_key_ref(cluster), redis_password_ref(cluster)]
+    refs = [jwt_ref(cluster), admin_key_ref(cluster), redis_password_ref(cluster),
+            redis_sentinel.sentinel_password_ref(cluster)]
     return [ref for ref in refs if ref is not None and ref not in generated]
 
 
@@ -240,7 +243,7 @@ def hub_config(cluster: Cluster, *, gateway: bool) -> dict[str, Any]:
     config: dict[str, Any] = {
         "server": server,
         "auth": {"enabled": cluster.auth_enabled},
-        "redis": {"url": cluster.redis_url, "keyPrefix": spec["redis"]["keyPrefix"]},
+        "redis": {**redis_sentinel.hub_redis(cluster), "keyPrefix": spec["redis"]["keyPrefix"]},
         "websocket": dict(spec["websocket"]),
         "rateLimiting": dict(spec["rateLimiting"]),
         "logging": dict(spec["logging"]),
@@ -289,6 +292,7 @@ def _env(cluster: Cluster, component: str) -> list[dict[str, Any]]:
         env += _secret_env("JWT_SECRET", jwt_ref(cluster))
         env += _secret_env("ADMIN_API_KEY", admin_key_ref(cluster))
     env += _secret_env("REDIS_PASSWORD", redis_password_ref(cluster))
+    env += _secret_env("REDIS_SENTINEL_PASSWORD", redis_sentinel.sentinel_password_ref(cluster))
     return env
 
 
@@ -605,8 +609,7 @@ def desired(cluster: Cluster, tls_hash: str = "") -> list[Manifest]:
     renewed) rather than applied, so that a value is never overwritten.
     """
     children = [config_map(cluster)]
-    if cluster.managed_redis:
-        children += [redis_service(cluster), redis_statefulset(cluster)]
+    children += redis_sentinel.children(cluster)
     for component in cluster.components:
         children.append(deployment(cluster, component, tls_hash))
     for component in cluster.components:
