@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from semantest import client
@@ -85,6 +86,8 @@ async def test_run_returns_a_typed_result_with_progress(hub: Hub, worker: Worker
     assert result.duration_ms is not None and result.duration_ms >= 0
     assert [(p.id, p.percent, p.message, p.correlation_id) for p in seen] == [
         (result.id, 50, "loading", "corr-1")]
+    status = await hub.status()
+    assert worker.extension_id in [e["extensionId"] for e in status["extensions"]]
 
 
 def readme_example() -> str:
@@ -143,6 +146,21 @@ async def test_refused_and_unreachable_connections_raise_typed_errors(hub_url: s
     with pytest.raises(client.Unavailable):
         async with Hub("http://127.0.0.1:9", api_key=KEY, connect_timeout=2):
             pass
+
+
+async def test_a_revoked_credential_fails_waiting_commands_and_stops(hub_url: str,
+                                                                     worker: Worker) -> None:
+    token = await login(hub_url, "alice")
+    async with Hub(hub_url, token=token) as alice:
+        handle = await alice.submit("WAIT", target=worker.extension_id)
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{hub_url}/auth/logout", headers={"Authorization": f"Bearer {token}"}) as out:
+            assert out.status == 200
+        with pytest.raises(client.AuthInvalid, match="revoked"):
+            await handle
+        assert not alice.connected
+        with pytest.raises(client.AuthInvalid):  # no reconnecting with a dead credential
+            await alice.run("NAVIGATE", url="http://x.test/", target=worker.extension_id)
 
 
 async def test_failures_and_where_parameters_come_from(hub: Hub, worker: Worker) -> None:

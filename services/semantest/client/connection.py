@@ -40,6 +40,8 @@ class Connection:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.ready = asyncio.Event()
         """Set while connected, not draining, and done resuming: new work may go out."""
+        self.ended = asyncio.Event()
+        """Set once closed or refused for good: nothing will go out any more."""
         self.resume: Callable[[], Awaitable[None]] | None = None
         self.on_fatal: Callable[[errors.HubError], None] | None = None
         self.fatal: errors.HubError | None = None
@@ -85,6 +87,7 @@ class Connection:
     async def close(self) -> None:
         self._closing = True
         self.ready.clear()
+        self.ended.set()
         for task in list(self._tasks):
             task.cancel()
         await self.sio.disconnect()
@@ -97,13 +100,19 @@ class Connection:
         return answer
 
     async def wait_ready(self, timeout: float | None) -> None:
+        """Return once new work may go out; raise why it never will, or `Unavailable`."""
+        waits = [asyncio.ensure_future(event.wait()) for event in (self.ready, self.ended)]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         if self.fatal is not None:
             raise self.fatal
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        except TimeoutError:
-            raise self.fatal or errors.Unavailable(
-                f"not connected to {self.url} (reconnecting)", code="UNAVAILABLE") from None
+        if not self.ready.is_set():
+            reason = "closed" if self.ended.is_set() else "reconnecting"
+            raise errors.Unavailable(f"not connected to {self.url} ({reason})",
+                                     code="UNAVAILABLE")
 
     def spawn(self, coroutine: Awaitable[Any]) -> None:
         """Run in the background, kept referenced, cancelled by `close`; failures are logged."""
@@ -162,6 +171,7 @@ class Connection:
         log.error("the hub refused this connection for good: %s", error)
         self.fatal = error
         self.ready.clear()
+        self.ended.set()
         self.spawn(self.sio.disconnect())
         if self.on_fatal is not None:
             self.on_fatal(error)
