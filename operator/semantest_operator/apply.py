@@ -8,16 +8,24 @@ child the spec no longer implies, and write the custom resource's status.
 
 The resources are a fixed table (`KINDS`), so no discovery is needed except for cert-manager,
 which may or may not be installed. This module must not decide *what* to write.
+
+Transient failures (429, 5xx, a dropped connection, a timeout) are retried here with
+client-go's own backoff algorithm (`kubernetes.aio.utils.retry.on_error`), a few times within
+about three seconds; what still fails after that is `transient()` and the caller retries the
+whole pass later, quietly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import aiohttp
 from kubernetes.aio import client, config
 from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.utils.retry import Backoff, on_error
 
 from semantest_operator import resources
 
@@ -34,6 +42,19 @@ KINDS: dict[str, tuple[str, str]] = {
     resources.KIND: (f"/apis/{resources.GROUP}/{resources.VERSION}", resources.PLURAL),
 }
 CERT_MANAGER = "/apis/cert-manager.io/v1"
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+# 5 calls, waits of about 0.2, 0.4, 0.8, 1.6 s (+ up to 50 % jitter): an API server restart or
+# a burst of flow control passes; anything longer is the pass's retry (reconcile.py).
+BACKOFF = Backoff(steps=5, duration=0.2, factor=2.0, jitter=0.5, cap=5.0)
+PROBE_TIMEOUT = 4.0  # s; the kubelet's probe waits 5
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that says nothing about the spec: the API server is busy, restarting, or
+    unreachable for a moment. Worth retrying; never worth reporting as degradation."""
+    if isinstance(exc, ApiException):
+        return exc.status in TRANSIENT_STATUS
+    return isinstance(exc, aiohttp.ClientConnectionError | TimeoutError)
 
 
 def reason_of(exc: ApiException) -> str:
@@ -81,20 +102,28 @@ class Kube:
         query: Iterable[tuple[str, str]] = (),
         body: Any = None,
         content_type: str = "application/json",
+        retry: bool = True,
     ) -> tuple[int, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        request = await self._api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = await self._api.call_api(*request)
-        await response.read()
-        result = self._api.response_deserialize(response, {"2XX": "object"})
-        return result.status_code, result.data
+        query = list(query)
+
+        async def once() -> tuple[int, Any]:
+            request = await self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = await self._api.call_api(*request)
+            await response.read()
+            result = self._api.response_deserialize(response, {"2XX": "object"})
+            return result.status_code, result.data
+
+        if not retry:
+            return await once()
+        return await on_error(BACKOFF, transient, once)
 
     async def apply(
         self, manifest: Mapping[str, Any], *, dry_run: bool = False
@@ -192,6 +221,26 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    async def drop_finalizer(self, kind: str, namespace: str, name: str,
+                             finalizers: list[str], finalizer: str) -> None:
+        """Remove one finalizer, only if it is still where we saw it (a JSON patch test)."""
+        index = finalizers.index(finalizer)
+        patch = [{"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+                 {"op": "remove", "path": f"/metadata/finalizers/{index}"}]
+        try:
+            await self._call("PATCH", _path(kind, namespace, name), body=patch,
+                             content_type="application/json-patch+json")
+        except ApiException as exc:
+            if exc.status not in (404, 422):  # gone, or the list changed: the next event retries
+                raise
+
+    async def can_list(self, path: str) -> None:
+        """One list call with the operator's credentials, no retries, a short deadline: raises
+        when the API server does not answer it (the liveness probe's question)."""
+        await asyncio.wait_for(
+            self._call("GET", path, query=[("limit", "1")], retry=False), PROBE_TIMEOUT
+        )
 
     async def serves_cert_manager(self) -> bool:
         """Whether cert-manager's API (cert-manager.io/v1) is installed."""

@@ -71,13 +71,9 @@ class Workload:
 
     @property
     def settled(self) -> bool:
-        """Rolled out and serving with every desired replica (at least one)."""
-        return (
-            self.current
-            and self.desired >= 1
-            and self.updated >= self.desired
-            and self.available >= self.desired
-        )
+        """Rolled out with every desired replica available; scaled to zero counts as settled
+        (the spec asked for no pods, and there are none)."""
+        return self.current and self.updated >= self.desired and self.available >= self.desired
 
 
 def redis_condition(redis: Workload | None, external_url: str | None) -> Condition:
@@ -119,7 +115,9 @@ def evaluate(
     elif waiting:
         ready = Condition(READY, False, "ComponentsNotReady", progressing.message)
     else:
-        ready = Condition(READY, True, "AllComponentsReady", "the hub serves")
+        idle = [name for name, w in workloads.items() if w.desired == 0]
+        note = f" ({', '.join(idle)} scaled to 0)" if idle else ""
+        ready = Condition(READY, True, "AllComponentsReady", f"the hub serves{note}")
     degraded = Condition(DEGRADED, False, "AsExpected", "the spec is fully applied")
     return [ready, progressing, degraded, redis, tls]
 

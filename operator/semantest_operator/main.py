@@ -14,7 +14,10 @@ from collections.abc import Sequence
 
 import kopf
 
-from semantest_operator import handlers  # noqa: F401  (importing registers the handlers)
+from semantest_operator import (
+    handlers,  # noqa: F401  (importing registers the handlers)
+    resources,
+)
 
 LOG_FORMATS = {"full": kopf.LogFormat.FULL, "plain": kopf.LogFormat.PLAIN,
                "json": kopf.LogFormat.JSON}
@@ -51,6 +54,21 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def watched_paths(namespaces: Sequence[str]) -> list[str]:
+    """What the liveness probe lists: the SemantestClusters of every served namespace (or of
+    all), and the namespaces themselves where a glob must be matched against them."""
+    clusters = f"/apis/{resources.GROUP}/{resources.VERSION}"
+    if not namespaces:
+        return [f"{clusters}/{resources.PLURAL}"]
+    paths = []
+    for namespace in namespaces:
+        if any(char in namespace for char in "*?[!"):
+            paths.append("/api/v1/namespaces")
+        else:
+            paths.append(f"{clusters}/namespaces/{namespace}/{resources.PLURAL}")
+    return sorted(set(paths))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the operator until SIGTERM/SIGINT."""
     args = parse(argv)
@@ -65,4 +83,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         peering_name=None if args.standalone else args.peering,
         priority=priority,
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(watched_paths=watched_paths(args.namespace)),
     )

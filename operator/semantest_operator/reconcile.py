@@ -10,6 +10,12 @@ one more afterwards instead of starting a second, so a burst of child events cos
 The status is written inside that critical section (not through kopf's `patch`, which is applied
 after a handler returns), so the newest view is always the one that lands.
 
+A child's event that only reports new status (same uid, generation and labels as the operator
+last applied, e.g. a Deployment's ready count) costs a status pass: one GET of the cluster and,
+if the status changed, one PATCH; the echo of the operator's own write costs nothing. The
+Converger also schedules each self-signed certificate's renewal check itself (no kopf timer, so
+no finalizer on any Secret), and retries transient API failures quietly with backoff.
+
 This module must not register kopf handlers (handlers.py does) or build manifests by hand
 (resources.py does).
 """
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
+import logging
 import secrets
 import weakref
 from collections.abc import Mapping
@@ -29,10 +37,15 @@ import kopf
 from kubernetes.aio.client.exceptions import ApiException
 
 from semantest_operator import conditions, redis_sentinel, resources, tls
-from semantest_operator.apply import Kube, namespace_terminating, reason_of
+from semantest_operator import users as login_users
+from semantest_operator.apply import Kube, namespace_terminating, reason_of, transient
 from semantest_operator.conditions import Condition, Problem
 
 RETRY_DELAY = 10.0  # s before a blocked cluster is tried again (or a new spec is read)
+TRANSIENT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # s between passes the API server failed
+RENEWAL_CHECK = 3600.0  # s: the longest a self-signed certificate goes unchecked
+WORKLOADS = ("Deployment", "StatefulSet")
+log = logging.getLogger(__name__)
 HANDOVER_MANAGER = "semantest-autoscaling-handover"
 PRUNED_KINDS = ("Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler",
                 "PodDisruptionBudget")
@@ -41,10 +54,31 @@ TLS_KEYS = ("tls.crt", "tls.key")
 
 @dataclass
 class Outcome:
-    """What a pass did: the status it wrote and the problem that stopped it, if any."""
+    """What a pass did: the status it wrote, the problem that stopped it, if any, and when the
+    self-signed certificate must be looked at again."""
 
     status: dict[str, Any]
     problem: Problem | None
+    recheck_at: datetime.datetime | None = None
+    workloads: dict[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    applied: dict[tuple[str, str], Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the operator's last write of a child left: an event that still matches it in all
+    but resourceVersion only carries new status."""
+
+    uid: str
+    generation: int
+    resource_version: str
+    labels: Mapping[str, str]
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Seen:
+        meta = obj["metadata"]
+        return cls(str(meta.get("uid")), int(meta.get("generation") or 0),
+                   str(meta.get("resourceVersion")), dict(meta.get("labels") or {}))
 
 
 @dataclass
@@ -66,6 +100,18 @@ def _decode(secret: Mapping[str, Any], key: str) -> bytes:
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences", []))
+
+
+def _newest(obj: Mapping[str, Any], other: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The later of two views of one object. resourceVersions are opaque by contract, but the
+    API server's are etcd revisions, integers that only grow; anything else keeps `obj`."""
+    if other is None or other["metadata"].get("uid") != obj["metadata"].get("uid"):
+        return obj
+    try:
+        later = int(other["metadata"]["resourceVersion"]) > int(obj["metadata"]["resourceVersion"])
+    except (KeyError, ValueError):
+        return obj
+    return other if later else obj
 
 
 def owner_of(child: Mapping[str, Any]) -> str | None:
@@ -97,7 +143,12 @@ class Converger:
             weakref.WeakValueDictionary()
         )
         self._again: set[tuple[str, str]] = set()
+        self._restatus: set[tuple[str, str]] = set()
         self._retries: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._failures: dict[tuple[str, str], int] = {}
+        self._renewals: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._seen: dict[tuple[str, str, str], Seen] = {}  # (namespace, kind, name)
+        self._workloads: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
 
     async def converge(self, namespace: str, name: str) -> Outcome | None:
         """Run a pass now (after the running one); None when the cluster is gone or going."""
@@ -105,49 +156,145 @@ class Converger:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             outcome = await self._pass(namespace, name)
-            while key in self._again:
-                self._again.discard(key)
-                outcome = await self._pass(namespace, name)
+            while key in self._again or key in self._restatus:
+                if key in self._again:
+                    self._again.discard(key)
+                    self._restatus.discard(key)
+                    outcome = await self._pass(namespace, name)
+                else:
+                    self._restatus.discard(key)
+                    outcome = await self._status_pass(namespace, name) or outcome
         return outcome
 
-    async def nudge(self, namespace: str, name: str) -> None:
+    async def nudge(self, namespace: str, name: str, *, status_only: bool = False) -> None:
         """Make sure a pass starts after this moment, without waiting behind a running one.
 
-        A pass that stops on a problem that may go away by itself (a Secret still missing, an
-        API error) is tried again after RETRY_DELAY, as kopf retries the spec handlers.
+        `status_only`: a child reported new status and nothing else, so re-reading the cluster
+        and re-evaluating its status is enough (a full pass follows if the spec moved on).
+        A pass that stops on a problem that may go away by itself (a Secret still missing) is
+        tried again after RETRY_DELAY, as kopf retries the spec handlers; one the API server
+        failed is tried again after a growing delay (TRANSIENT_DELAYS), with one log line.
         """
         key = (namespace, name)
         lock = self._locks.get(key)
         if lock is not None and lock.locked():
-            self._again.add(key)
+            (self._restatus if status_only else self._again).add(key)
             return
         try:
-            outcome = await self.converge(namespace, name)
-        except Exception:
-            self._retry_later(key)  # and let kopf log the error
-            raise
+            if status_only:
+                lock = self._locks.setdefault(key, asyncio.Lock())
+                async with lock:
+                    outcome = await self._status_pass(namespace, name)
+                if outcome is None:
+                    return
+            else:
+                outcome = await self.converge(namespace, name)
+        except Exception as exc:
+            if not transient(exc):
+                self._retry_later(key, RETRY_DELAY)
+                raise  # and let kopf log the error
+            self._retry_later(key, self.transient_delay(key, exc))
+            return
+        self._failures.pop(key, None)
         if outcome and outcome.problem and not outcome.problem.permanent:
-            self._retry_later(key)
+            self._retry_later(key, RETRY_DELAY)
 
-    def _retry_later(self, key: tuple[str, str]) -> None:
+    def transient_delay(self, key: tuple[str, str], exc: BaseException) -> float:
+        """The next delay for a cluster whose pass the API server failed, and one log line."""
+        count = self._failures.get(key, 0)
+        self._failures[key] = count + 1
+        delay = TRANSIENT_DELAYS[min(count, len(TRANSIENT_DELAYS) - 1)]
+        log.warning("[%s/%s] the API server failed the pass (%s); again in %.0f s",
+                    *key, exc, delay)
+        return delay
+
+    def observe(self, child: Mapping[str, Any], owner: str) -> str:
+        """What a child's event asks for: "none" (the echo of our own write), "status" (only
+        its status changed) or "pass" (it changed, went, or is unknown to this process)."""
+        meta = child["metadata"]
+        namespace = str(meta.get("namespace") or "")
+        key = (namespace, str(child.get("kind")), str(meta.get("name")))
+        seen = self._seen.get(key)
+        if meta.get("deletionTimestamp") or seen is None:
+            return "pass"
+        now = Seen.of(child)
+        if now.resource_version == seen.resource_version:
+            return "none"
+        if (now.uid, now.generation, now.labels) != (seen.uid, seen.generation, seen.labels):
+            return "pass"
+        if child.get("kind") not in WORKLOADS:
+            return "none"  # e.g. an autoscaler's or a Service's status: not in ours
+        component = now.labels.get(resources.COMPONENT_LABEL, "")
+        known = self._workloads.setdefault((namespace, owner), {})
+        known[component] = _newest(child, known.get(component))
+        return "status"
+
+    def forget(self, namespace: str, kind: str, name: str) -> None:
+        """A child went: the next event about that name is news."""
+        self._seen.pop((namespace, kind, name), None)
+
+    def _retry_later(self, key: tuple[str, str], delay: float) -> None:
         if key not in self._retries:
-            self._retries[key] = asyncio.create_task(self._retry(*key))
+            self._retries[key] = asyncio.create_task(self._retry(*key, delay))
 
     def close(self) -> None:
-        """Cancel the retries that are still waiting (the operator is stopping)."""
+        """Cancel the retries and renewal checks still waiting (the operator is stopping)."""
         for task in self._retries.values():
             task.cancel()
+        for handle in self._renewals.values():
+            handle.cancel()
 
-    async def _retry(self, namespace: str, name: str) -> None:
-        await asyncio.sleep(RETRY_DELAY)
+    async def _retry(self, namespace: str, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
         del self._retries[(namespace, name)]
         await self.nudge(namespace, name)
 
+    def _schedule_renewal(self, key: tuple[str, str], at: datetime.datetime | None) -> None:
+        """One pending renewal check per self-signed cluster, at the renewal time or within
+        RENEWAL_CHECK, whichever is sooner (kopf timers would need a finalizer)."""
+        old = self._renewals.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if at is None:
+            return
+        delay = min(max((at - _now()).total_seconds(), 1.0), RENEWAL_CHECK)
+        loop = asyncio.get_running_loop()
+        self._renewals[key] = loop.call_later(
+            delay, lambda: self._retry_later(key, 0.0)
+        )
+
     async def _pass(self, namespace: str, name: str) -> Outcome | None:
+        key = (namespace, name)
         body = await self._kube.get(resources.KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self._schedule_renewal(key, None)
+            self._workloads.pop(key, None)
             return None  # garbage collection takes the children; nothing to keep in shape
-        return await Pass(self._kube, body, self._version).run()
+        outcome = await Pass(self._kube, body, self._version).run()
+        if outcome is not None:
+            self._schedule_renewal(key, outcome.recheck_at)
+            for (kind, child), obj in outcome.applied.items():
+                self._seen[(namespace, kind, child)] = Seen.of(obj)
+            # an event handled during the pass may have brought a newer view than the apply's
+            known = self._workloads.get(key, {})
+            self._workloads[key] = {
+                component: _newest(obj, known.get(component))
+                for component, obj in outcome.workloads.items()
+            }
+        return outcome
+
+    async def _status_pass(self, namespace: str, name: str) -> Outcome | None:
+        """Re-evaluate the status from the workloads as last seen; a full pass when the spec
+        moved on, a problem is reported, or this process has not seen every workload yet."""
+        key = (namespace, name)
+        body = await self._kube.get(resources.KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        current = Pass(self._kube, body, self._version)
+        workloads = self._workloads.get(key, {})
+        if current.fresh or set(workloads) != current.expected_workloads():
+            return await self._pass(namespace, name)
+        return await current.restatus(workloads)
 
 
 class Pass:
@@ -163,10 +310,13 @@ class Pass:
         self.now = _now()
         self.events: list[tuple[str, str, str]] = []  # (type, reason, message), posted at the end
         self.fresh = self.is_fresh()
+        self.recheck_at: datetime.datetime | None = None  # the self-signed certificate's renewal
+        self.applied: dict[tuple[str, str], Mapping[str, Any]] = {}  # (kind, name) -> as stored
 
     async def run(self) -> Outcome | None:
         """The pass; None when the namespace is being deleted (everything in it goes anyway)."""
         problem = None
+        workloads: dict[str, Mapping[str, Any]] = {}
         try:
             problem = await self.missing()
             if problem is None and self.fresh:
@@ -179,6 +329,8 @@ class Pass:
         except ApiException as exc:
             if namespace_terminating(exc):
                 return None
+            if transient(exc):
+                raise  # not a verdict on the spec: the Converger tries again, quietly
             reason = "InvalidSpec" if exc.status == 422 else "ApplyFailed"
             problem = Problem(reason, reason_of(exc), permanent=exc.status == 422)
         status = self.blocked(problem) if problem else self.healthy(workloads, tls_state)
@@ -188,7 +340,25 @@ class Pass:
         await self.write(status)
         for kind, reason, message in self.events:
             kopf.event(self.body, type=kind, reason=reason, message=message)
-        return Outcome(status, problem)
+        return Outcome(status, problem, self.recheck_at, workloads, self.applied)
+
+    def expected_workloads(self) -> set[str]:
+        """The components whose Deployment (or StatefulSet) a full pass reports on."""
+        kinds = {m["metadata"]["labels"][resources.COMPONENT_LABEL]
+                 for m in resources.desired(self.cluster) if m["kind"] in WORKLOADS}
+        return kinds
+
+    async def restatus(self, objs: Mapping[str, Mapping[str, Any]]) -> Outcome:
+        """The status from workloads already seen, the rest carried from the last full pass."""
+        tls_state = TlsState(self.carried(conditions.TLS_READY, None), "",
+                             self.previous.get("tls"))
+        status = self.healthy(objs, tls_state)
+        if status.get("redis") is not None:  # keep what only a full pass looks at
+            status["redis"] = {**(self.previous.get("redis") or {}), **status["redis"]}
+        await self.write(status)
+        for kind, reason, message in self.events:
+            kopf.event(self.body, type=kind, reason=reason, message=message)
+        return Outcome(status, None)
 
     def note(self, reason: str, message: str) -> None:
         self.events.append(("Normal", reason, message))
@@ -223,6 +393,9 @@ class Pass:
             absent = [key for key in keys if key not in (found.get("data") or {})]
             if absent:
                 return Problem("SecretKeyMissing", f"Secret {name} has no key {', '.join(absent)}")
+        problem = await self.load_users()
+        if problem is not None:
+            return problem
         if cluster.tls_enabled and cluster.tls_mode == "certManager":
             if not await kube.serves_cert_manager():
                 return Problem(
@@ -230,6 +403,21 @@ class Pass:
                     "tls.mode is certManager but the cluster does not serve "
                     "cert-manager.io/v1 Certificates: install cert-manager or pick another mode",
                 )
+        return None
+
+    async def load_users(self) -> Problem | None:
+        """Read the login users from spec.auth.usersSecret into the cluster the builders see."""
+        name = resources.users_secret_name(self.cluster)
+        if name is None:
+            return None
+        found = await self.kube.get("Secret", self.cluster.namespace, name)
+        if found is None:
+            return Problem("SecretNotFound", f"Secret {name} named in the spec does not exist")
+        try:
+            entries = login_users.parse(found.get("data") or {})
+        except login_users.InvalidUsers as exc:
+            return Problem("InvalidUsers", f"Secret {name} (auth.usersSecret): {exc}")
+        self.cluster = dataclasses.replace(self.cluster, users=entries)
         return None
 
     async def dry_run(self) -> Problem | None:
@@ -278,6 +466,9 @@ class Pass:
             return TlsState(Condition(conditions.TLS_READY, False, "InvalidCertificate", message))
         stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
         status = {"secretName": name, "notAfter": stamp}
+        if cluster.tls_mode == "selfSigned":
+            renew_before = datetime.timedelta(days=cluster.spec["tls"]["renewBeforeDays"])
+            self.recheck_at = expiry - renew_before
         if expiry <= self.now:
             message = f"the certificate in Secret {name} expired at {stamp}"
             condition = Condition(conditions.TLS_READY, False, "CertificateExpired", message)
@@ -337,6 +528,7 @@ class Pass:
             if kind == "Deployment" and "replicas" not in manifest["spec"]:
                 await self.hand_over_replicas(name)
             obj, new = await kube.apply(self.adopt(manifest))
+            self.applied[kind, name] = obj
             if new:
                 created.append(f"{kind}/{name}")
             if kind in ("Deployment", "StatefulSet"):
@@ -431,12 +623,13 @@ class Pass:
             ),
         }
 
-    def carried(self, kind: str, problem: Problem) -> Condition:
+    def carried(self, kind: str, problem: Problem | None) -> Condition:
         """A condition this pass could not check: as it was, or unknown so far."""
         for old in self.previous.get("conditions", []):
             if old.get("type") == kind:
                 return Condition(kind, old["status"] == "True", old["reason"], old["message"])
-        return Condition(kind, False, "NotChecked", f"not checked yet: {problem.reason}")
+        why = problem.reason if problem else "no full pass yet"
+        return Condition(kind, False, "NotChecked", f"not checked yet: {why}")
 
     async def write(self, status: dict[str, Any]) -> None:
         """Patch the status when it differs, and tell about the transitions that matter."""

@@ -46,6 +46,11 @@ CONFIG_DIR = "/etc/semantest"
 TLS_DIR = f"{CONFIG_DIR}/tls"
 HUB_UID = 10001
 REDIS_UID = 999  # the official redis image's user
+# Pod shutdown: Kubernetes runs preStop (a sleep, so Services and load balancers stop sending
+# new connections first), then SIGTERM starts the hub's drain (spec.drainTimeout), and the pod is
+# killed after terminationGracePeriodSeconds = preStop + drain + the hub's exit margin.
+PRESTOP_SECONDS = 5
+EXIT_MARGIN_SECONDS = 5
 
 Manifest = dict[str, Any]
 
@@ -66,6 +71,7 @@ class Cluster:
     namespace: str
     spec: Mapping[str, Any]
     version: str
+    users: tuple[Mapping[str, Any], ...] = ()  # auth.users, read from spec.auth.usersSecret
 
     @classmethod
     def of(cls, body: Mapping[str, Any], version: str) -> Cluster:
@@ -212,6 +218,26 @@ def dns_names(cluster: Cluster) -> list[str]:
     return own + extra
 
 
+def users_secret_name(cluster: Cluster) -> str | None:
+    """The Secret with the login users (spec.auth.usersSecret), when auth is on and one is set."""
+    if not cluster.auth_enabled:
+        return None
+    ref = cluster.spec["auth"].get("usersSecret")
+    return str(ref["name"]) if ref else None
+
+
+def referenced_secrets(cluster: Cluster) -> set[str]:
+    """Every Secret the spec names that the user (or cert-manager) writes: a change to one of
+    them is a reason for a pass."""
+    names = {ref.name for ref in user_refs(cluster)}
+    if cluster.tls_enabled and cluster.tls_mode != "selfSigned":
+        names.add(str(tls_secret_name(cluster)))
+    users = users_secret_name(cluster)
+    if users:
+        names.add(users)
+    return names
+
+
 def endpoint(cluster: Cluster) -> str:
     """The URL in-cluster clients connect to."""
     scheme = "https" if cluster.tls_enabled else "http"
@@ -231,7 +257,8 @@ def digest(data: bytes | str) -> str:
 def hub_config(cluster: Cluster, *, gateway: bool) -> dict[str, Any]:
     """The hub's config file (DESIGN §4 keys); secrets never go here, they are env vars."""
     spec = cluster.spec
-    server: dict[str, Any] = {"port": HUB_PORT, "host": "0.0.0.0"}
+    server: dict[str, Any] = {"port": HUB_PORT, "host": "0.0.0.0",
+                              "drainTimeout": spec["drainTimeout"]}
     if gateway:
         server["maxConnections"] = spec["gateway"]["maxConnections"]
         if cluster.tls_enabled:
@@ -260,6 +287,24 @@ def hub_config(cluster: Cluster, *, gateway: bool) -> dict[str, Any]:
 
 def _config_text(cluster: Cluster, *, gateway: bool) -> str:
     return json.dumps(hub_config(cluster, gateway=gateway), indent=2, sort_keys=True) + "\n"
+
+
+def _auth_config_text(cluster: Cluster) -> str:
+    """The auth service's config: the common one plus auth.users (kept in a Secret)."""
+    config = hub_config(cluster, gateway=False)
+    config["auth"]["users"] = [dict(user) for user in cluster.users]
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def auth_config_secret(cluster: Cluster) -> Manifest:
+    """`config.json` of the auth pods when login users are set: a Secret, as it holds them."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(cluster, cluster.child("auth-config"), "auth"),
+        "type": "Opaque",
+        "data": {"config.json": base64.b64encode(_auth_config_text(cluster).encode()).decode()},
+    }
 
 
 def config_map(cluster: Cluster) -> Manifest:
@@ -328,19 +373,25 @@ def deployment(cluster: Cluster, component: str, tls_hash: str = "") -> Manifest
     config_key = "gateway.json" if gateway else "config.json"
     tls = gateway and cluster.tls_enabled
     scheme = "HTTPS" if tls else "HTTP"
-    annotations = {CONFIG_HASH: digest(_config_text(cluster, gateway=gateway))}
+    config_volume: dict[str, Any] = {
+        "configMap": {
+            "name": cluster.child("config"),
+            "items": [{"key": config_key, "path": "config.json"}],
+        }
+    }
+    config_text = _config_text(cluster, gateway=gateway)
+    if component == "auth" and users_secret_name(cluster):
+        config_text = _auth_config_text(cluster)
+        config_volume = {"secret": {"secretName": cluster.child("auth-config"),
+                                    "defaultMode": 0o440,
+                                    "items": [{"key": "config.json", "path": "config.json"}]}}
+    annotations = {CONFIG_HASH: digest(config_text)}
     mounts = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     volumes: list[dict[str, Any]] = [
-        {
-            "name": "config",
-            "configMap": {
-                "name": cluster.child("config"),
-                "items": [{"key": config_key, "path": "config.json"}],
-            },
-        },
+        {"name": "config", **config_volume},
         {"name": "tmp", "emptyDir": {}},
     ]
     if tls:
@@ -358,9 +409,11 @@ def deployment(cluster: Cluster, component: str, tls_hash: str = "") -> Manifest
             }
         )
     image = cluster.spec["image"]
+    drain_seconds = -(-cluster.spec["drainTimeout"] // 1000)
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": PRESTOP_SECONDS + drain_seconds + EXIT_MARGIN_SECONDS,
         "securityContext": _pod_security(HUB_UID),
         "topologySpreadConstraints": [
             {
@@ -381,6 +434,7 @@ def deployment(cluster: Cluster, component: str, tls_hash: str = "") -> Manifest
                 "resources": cluster.spec[component]["resources"],
                 "livenessProbe": _probe("/health/live", scheme, 10),
                 "readinessProbe": _probe("/health/ready", scheme, 5),
+                "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
                 "securityContext": _CONTAINER_SECURITY,
                 "volumeMounts": mounts,
             }
@@ -433,12 +487,19 @@ def service(cluster: Cluster, component: str) -> Manifest:
 
 
 def disruption_budget(cluster: Cluster, component: str) -> Manifest:
-    """At most one pod of a component down at a time during voluntary disruptions."""
+    """At most one pod of a component drained at a time during voluntary disruptions (node
+    drains, evictions). maxUnavailable, not minAvailable, so a single replica can always be
+    evicted (it drains first); pods that are not ready may always go, so a crash-looping pod
+    never blocks a node drain."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(cluster, cluster.child(component), component),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(cluster, component)}},
+        "spec": {
+            "maxUnavailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": selector(cluster, component)},
+        },
     }
 
 
@@ -609,6 +670,8 @@ def desired(cluster: Cluster, tls_hash: str = "") -> list[Manifest]:
     renewed) rather than applied, so that a value is never overwritten.
     """
     children = [config_map(cluster)]
+    if users_secret_name(cluster):
+        children.append(auth_config_secret(cluster))
     children += redis_sentinel.children(cluster)
     for component in cluster.components:
         children.append(deployment(cluster, component, tls_hash))

@@ -56,9 +56,10 @@ class Operator:
         self.log = log
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0  # of its liveness endpoint, once started
 
     def start(self) -> Operator:
-        port = free_port()
+        self.port = port = free_port()
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
                 [str(OPERATOR), *self.args, f"--liveness=http://127.0.0.1:{port}/healthz"],

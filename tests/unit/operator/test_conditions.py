@@ -31,7 +31,7 @@ def test_workload_reads_deployment_status() -> None:
     assert not w.settled
     assert Workload.of(deployment(3, 3)).settled
     assert not Workload.of(deployment(3, 3, generation=3, observed=2)).settled
-    assert not Workload.of(deployment(0, 0)).settled  # a hub with no gateways is not serving
+    assert Workload.of(deployment(0, 0)).settled  # scaled to zero, as the spec asks
 
 
 def test_workload_without_status_is_not_ready() -> None:

@@ -182,7 +182,7 @@ def test_gateway_service_keeps_polling_clients_on_one_pod(make: Make) -> None:
 
 def test_disruption_budget_allows_one_pod_down(make: Make) -> None:
     pdb = resources.disruption_budget(make(), "router")
-    assert pdb["spec"] == {"maxUnavailable": 1,
+    assert pdb["spec"] == {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow",
                            "selector": {"matchLabels": resources.selector(make(), "router")}}
 
 
