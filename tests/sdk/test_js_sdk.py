@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 
 from tests.browser import conftest as browser_tier
-from tests.browser.conftest import browser, devtools, pages  # noqa: F401 - fixtures
+from tests.browser.conftest import browser, browser_hubs, devtools, hub_url, pages  # noqa: F401
 from tests.conftest import ROOT, HubProcess, Hubs, RedisServer
 from tests.e2e.conftest import KEY, PASSWORD, hub_config, password_hash  # noqa: F401 - fixtures
 
@@ -135,13 +135,8 @@ def test_shipped_types_compile_for_a_consumer() -> None:
 
 # --- the SDK inside a browser page --------------------------------------------------------------
 # The same package, loaded by real Chromium through an import map (no bundler), drives the
-# reference extension in that browser and serves a command itself as a Worker.
-
-
-@pytest.fixture(scope="module")
-def hub_url(module_hubs: Hubs) -> str:
-    """The browser tier's hub (its key and config), all-in-one: the browser side is the point."""
-    return module_hubs.start("semantest-server", config=browser_tier.HUB_CONFIG).url
+# reference extension in that browser and serves a command itself as a Worker. The browser and
+# its hubs (all-in-one, services) are the browser tier's (tests/browser/conftest.py).
 
 
 @pytest.fixture
@@ -197,7 +192,8 @@ IN_PAGE = """(async () => {
     await news.ready;
     await hub.publish('page-news', { hello: 'browser' });
     const heard = (await news.next()).value.message;
-    return { echoed: echoed.data, progress, opened: opened.data, failure, heard };
+    return { echoed: echoed.data, worker: worker.extensionId, progress, opened: opened.data,
+      failure, heard };
   } finally {
     await worker.close();
     await hub.close();
@@ -220,7 +216,7 @@ async def test_the_sdk_runs_in_a_browser_page(
             devtools.cdp.evaluate(session, IN_PAGE % json.dumps(args)), 60)
     finally:
         await devtools.cdp.send("Target.closeTarget", {"targetId": created["targetId"]})
-    assert seen["echoed"] == {"echo": {"x": 1}, "where": "object"}
+    assert seen["echoed"] == {"echo": {"x": 1, "extensionId": seen["worker"]}, "where": "object"}
     assert seen["progress"] == [50]
     assert seen["opened"]["url"] == f"{pages}/form.html" and seen["opened"]["title"] == "Form"
     assert seen["failure"] == {"typed": True, "code": "NOT_FOUND"}

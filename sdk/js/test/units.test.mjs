@@ -39,3 +39,20 @@ test("a handler's parameters: options, then target, then the top level; the enve
   assert.deepEqual(parameters({ ...command, selector: 'top' }).selector, 'top');
   assert.deepEqual(parameters({ id: 'c', type: 'T', options: [1], target: 'not-an-object' }), {});
 });
+
+test('a command delivered again (redelivered) is not run again', async () => {
+  const worker = new sdk.Worker('http://127.0.0.1:9', { extensionId: 'unit' }); // never connected
+  let runs = 0;
+  worker.handle('X', () => {
+    runs += 1;
+    return runs;
+  });
+  const command = { id: 'r-1', type: 'X', timeout: 1000, deadline: Date.now() + 1000 };
+  worker.received(command); // what the socket's `command` listener calls
+  worker.received({ ...command, redelivered: true });
+  await new Promise((resolve) => setImmediate(resolve));
+  worker.received({ ...command, redelivered: true }); // after it finished, too
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(runs, 1);
+  await worker.close();
+});
