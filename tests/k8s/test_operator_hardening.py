@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -28,6 +29,8 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 import pytest
+
+from tests.chart.chart import CHART
 
 from .plane import ControlPlane, free_port, wait_for
 from .test_operator import (  # noqa: F401  (fixtures are used by name)
@@ -434,3 +437,21 @@ def test_pods_get_the_time_the_hub_drains_in(hub: Hub) -> None:
 
     hub.eventually(evictable, "the single gateway may be evicted (it drains first)")
     assert hub.get("pdb", "hub-gateway")["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+# ---- 9: the operator pod's readiness probe -------------------------------------------------
+
+
+def test_the_operator_pod_has_a_readiness_probe(k8s_plane: ControlPlane, crds: None) -> None:
+    """The chart's operator Deployment, rendered by helm and accepted by the API server."""
+    rendered = subprocess.run(
+        [str(k8s_plane.bin_dir / "helm"), "template", "rel", str(CHART), "--namespace", "default",
+         "--show-only", "templates/operator-deployment.yaml"],
+        capture_output=True, text=True, check=True, env=k8s_plane.env).stdout
+    proc = k8s_plane.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                             input=rendered)
+    container = json.loads(proc.stdout)["spec"]["template"]["spec"]["containers"][0]
+    probe = container["readinessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "health", "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert (probe["periodSeconds"], probe["failureThreshold"]) == (10, 3)
