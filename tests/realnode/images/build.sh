@@ -16,6 +16,8 @@
 #   ${SEMANTEST_CACHE:-~/.cache/semantest}/realnode-images/
 # and the last line of stdout is the path of images.json there: {"hub": NAME, ...,
 # "archives": {NAME: TAR}}. Progress goes to stderr. Needs root (buildah's rootful storage).
+# Also skaffold's custom builder (profile `buildah`): with IMAGE and BUILD_CONTEXT set it tags
+# the hub as IMAGE, and pushes it when PUSH_IMAGE=true.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -134,6 +136,14 @@ ensure base "$BASE" build_base
 ensure pause "$PAUSE" build_pause
 ensure redis "$REDIS" build_redis
 ensure hub "$HUB" build_hub
+
+# skaffold's custom-build contract (the `buildah` profile of skaffold.yaml): it sets IMAGE and
+# BUILD_CONTEXT, and PUSH_IMAGE=true when the cluster pulls from a registry.
+if [ -n "${BUILD_CONTEXT:-}" ] && [ -n "${IMAGE:-}" ]; then
+  buildah tag "$HUB" "$IMAGE"
+  [ "${PUSH_IMAGE:-false}" != true ] || buildah push --quiet "$IMAGE" >&2
+  log "tagged $IMAGE for skaffold (push: ${PUSH_IMAGE:-false})"
+fi
 
 # Only the current archives stay.
 keep=$(printf '%s\n' "${ARCHIVES[@]#*=}")

@@ -1,0 +1,1 @@
+"""Tests on a real single-node Kubernetes (see conftest.py and node.py)."""

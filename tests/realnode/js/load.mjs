@@ -1,0 +1,83 @@
+// Steady load through the gateway Service with the official socket.io-client, for failover tests.
+// Usage: node load.mjs '{"url": ..., "apiKey": ..., "seconds": 30, "clients": 4, "extensions": 2,
+//                       "rate": 20, "drain": 60}'
+// Each client sends `rate` commands/s with ids of its own for `seconds`; extensions answer each
+// id once (a re-delivered id is answered from memory, as the protocol asks). After a reconnect a
+// client re-sends, with the same id, every command it has no result for (the protocol's
+// recovery: a re-sent id never runs again, its sender gets its one result). Then it waits up to
+// `drain` s for every accepted command's result. Prints one JSON line: per-id results and runs.
+import { createRequire } from 'node:module';
+
+const require = createRequire(new URL('../../js/package.json', import.meta.url));
+const { io } = require('socket.io-client');
+
+const opts = JSON.parse(process.argv[2]);
+const { url, apiKey, seconds = 30, clients = 4, extensions = 2, rate = 20, drain = 60 } = opts;
+const accepted = new Set();
+const results = {};       // id -> [result...]
+const runs = {};          // id -> times an extension ran it
+const answers = new Map(); // id -> the one result an extension gave
+const errors = [];
+let reconnects = 0;
+const sockets = [];
+
+function socket(auth) {
+  const s = io(url, { auth: { apiKey, ...auth }, transports: ['websocket'], reconnectionDelayMax: 1000 });
+  sockets.push(s);
+  s.io.on('reconnect', () => { reconnects += 1; });
+  return s;
+}
+
+for (let n = 0; n < extensions; n += 1) {
+  const ext = socket({ role: 'extension', extensionId: `load-${n}`, capabilities: ['LOAD'] });
+  ext.on('command', (command) => {
+    let answer = answers.get(command.id);
+    if (!answer) {
+      runs[command.id] = (runs[command.id] || 0) + 1;
+      answer = { id: command.id, success: true, data: { ranBy: `load-${n}` } };
+      answers.set(command.id, answer);
+    }
+    ext.emit('result', answer);
+  });
+}
+
+const senders = [];
+for (let n = 0; n < clients; n += 1) {
+  const s = socket({});
+  const pending = new Map(); // id -> command, no result yet
+  const send = (command) => {
+    s.timeout(10000).emit('command', command, (err, ack) => {
+      if (err) return; // no ack (the gateway went away): re-sent after the reconnect
+      if (ack && ack.accepted) accepted.add(command.id);
+      else errors.push({ id: command.id, ack });
+    });
+  };
+  s.on('result', (result) => {
+    (results[result.id] ||= []).push(result);
+    pending.delete(result.id);
+  });
+  s.on('error', (error) => errors.push({ event: 'error', error }));
+  s.io.on('reconnect', () => { for (const command of pending.values()) send(command); });
+  senders.push({ s, pending, send, n });
+}
+
+await Promise.all(sockets.map((s) => new Promise((resolve) => (s.connected ? resolve() : s.once('connect', resolve)))));
+const started = Date.now();
+let seq = 0;
+while (Date.now() - started < seconds * 1000) {
+  for (const { pending, send, n } of senders) {
+    const command = { id: `load-${n}-${seq}`, type: 'LOAD' };
+    pending.set(command.id, command);
+    send(command);
+  }
+  seq += 1;
+  await new Promise((resolve) => setTimeout(resolve, 1000 / rate));
+}
+const deadline = Date.now() + drain * 1000;
+while (Date.now() < deadline && [...accepted].some((id) => !results[id])) {
+  await new Promise((resolve) => setTimeout(resolve, 200));
+}
+for (const s of sockets) s.close();
+const sent = seq * clients;
+console.log(JSON.stringify({ sent, accepted: [...accepted], results, runs, errors, reconnects }));
+process.exit(0);
