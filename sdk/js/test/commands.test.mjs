@@ -144,6 +144,19 @@ test('a token from /auth/login connects too; a wrong key is refused with AuthInv
     (e) => e instanceof AuthInvalidError && e.code === 'AUTH_INVALID');
 });
 
+test('a credential revoked while connected fails what waits with AuthInvalidError, for good', async () => {
+  const token = await login(process.env.USERNAME, process.env.PASSWORD);
+  const doomed = await Hub.connect(HUB_URL, { token });
+  const handle = doomed.submit('WAIT', {}, { target: served.worker.extensionId });
+  await until(() => served.waiting.has(handle.id), 'the worker to start it');
+  const logout = await fetch(`${HUB_URL}/auth/logout`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(logout.status, 200);
+  await assert.rejects(handle.result, (e) => e instanceof AuthInvalidError && /revoked/.test(e.message));
+  assert.equal(doomed.connected, false);
+  await assert.rejects(doomed.run('NAVIGATE', { url: 'http://x.test/' }), AuthInvalidError); // no reconnect
+  await doomed.close();
+});
+
 test('nothing listening: connect gives up after connectTimeout with UnavailableError', async () => {
   const error = await Hub.connect('http://127.0.0.1:9', { apiKey: API_KEY, connectTimeout: 500 })
     .catch((e) => e);
