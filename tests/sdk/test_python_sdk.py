@@ -153,11 +153,15 @@ async def test_a_revoked_credential_fails_waiting_commands_and_stops(hub_url: st
     token = await login(hub_url, "alice")
     async with Hub(hub_url, token=token) as alice:
         handle = await alice.submit("WAIT", target=worker.extension_id)
+        feed = alice.subscribe(f"feed.{uuid.uuid4().hex[:6]}")
+        await feed.open()
         async with aiohttp.ClientSession() as http, http.post(
                 f"{hub_url}/auth/logout", headers={"Authorization": f"Bearer {token}"}) as out:
             assert out.status == 200
         with pytest.raises(client.AuthInvalid, match="revoked"):
             await handle
+        with pytest.raises(client.AuthInvalid):
+            await asyncio.wait_for(anext(feed), 10)
         assert not alice.connected
         with pytest.raises(client.AuthInvalid):  # no reconnecting with a dead credential
             await alice.run("NAVIGATE", url="http://x.test/", target=worker.extension_id)
@@ -273,6 +277,10 @@ async def test_channels_subscribe_publish_and_since(hub: Hub, hub_url: str) -> N
         assert [(await asyncio.wait_for(anext(replayed), 10)).message for _ in range(2)] == [
             {"n": 2}, {"n": 3}]
         await replayed.close()
+        left_open = reader.subscribe(channel)
+        await left_open.open()
+    with pytest.raises(StopAsyncIteration):  # the Hub closed: the iteration ends
+        await asyncio.wait_for(anext(left_open), 10)
     with pytest.raises(client.Forbidden):
         await hub.publish("errors", "fake")
 

@@ -49,7 +49,7 @@ class Hub:
                                       transports=transports, connect_timeout=connect_timeout,
                                       ack_timeout=ack_timeout)
         self._connection.resume = self._resume
-        self._connection.on_fatal = self._fail_all
+        self._connection.on_fatal = self._refused
         self._pending: dict[str, CommandHandle] = {}
         self._sessions: dict[str, str | None] = {}  # id → share token used to join
         self._subscriptions: dict[str, list[Subscription]] = {}
@@ -78,6 +78,7 @@ class Hub:
     async def close(self) -> None:
         await self._connection.close()
         self._fail_all(errors.Unavailable("the hub client was closed", code="UNAVAILABLE"))
+        self._end_subscriptions(None)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -158,6 +159,16 @@ class Hub:
         pending, self._pending = self._pending, {}
         for handle in pending.values():
             handle._fail(error)
+
+    def _end_subscriptions(self, error: errors.HubError | None) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        for readers in subscriptions.values():
+            for subscription in readers:
+                subscription._end(error)
+
+    def _refused(self, error: errors.HubError) -> None:
+        self._fail_all(error)
+        self._end_subscriptions(error)
 
     # --- sessions ---------------------------------------------------------------------------
 

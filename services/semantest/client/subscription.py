@@ -2,6 +2,7 @@
 
 `async with hub.subscribe(...) as messages:` subscribes on entry (so nothing published after it
 is missed) and unsubscribes on exit; a bare `async for` subscribes at the first iteration.
+The iteration ends when the `Hub` is closed, and raises the error if the hub refused it for good.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ class Subscription(AsyncIterator[ChannelMessage]):
     def __init__(self, hub: Hub, channel: str, since: str | None) -> None:
         self.channel, self.since = channel, since
         self._hub = hub
-        self._queue: asyncio.Queue[ChannelMessage] = asyncio.Queue()
+        self._queue: asyncio.Queue[ChannelMessage | BaseException | None] = asyncio.Queue()
         self._open = False
+        self._ended = False
 
     async def __aenter__(self) -> Subscription:
         await self.open()
@@ -31,9 +33,9 @@ class Subscription(AsyncIterator[ChannelMessage]):
         await self.close()
 
     async def open(self) -> None:
-        if not self._open:
-            self._open = True
+        if not self._open and not self._ended:
             await self._hub._subscribe(self)
+            self._open = True
 
     async def close(self) -> None:
         if self._open:
@@ -45,7 +47,17 @@ class Subscription(AsyncIterator[ChannelMessage]):
 
     async def __anext__(self) -> ChannelMessage:
         await self.open()
-        return await self._queue.get()
+        message = await self._queue.get()
+        if isinstance(message, ChannelMessage):
+            return message
+        self._queue.put_nowait(message)  # every later call ends the same way
+        if message is None:
+            raise StopAsyncIteration
+        raise message
 
     def _deliver(self, message: ChannelMessage) -> None:
         self._queue.put_nowait(message)
+
+    def _end(self, error: BaseException | None) -> None:
+        self._open, self._ended = False, True
+        self._queue.put_nowait(error)

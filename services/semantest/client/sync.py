@@ -34,6 +34,9 @@ class LoopThread:
         self.thread.start()
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if not self.loop.is_running():
+            coroutine.close()
+            raise RuntimeError("this Hub is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def stop(self) -> None:
@@ -117,7 +120,8 @@ class Hub:
             while True:
                 yield self._thread.call(subscription.__anext__())
         finally:
-            self._thread.call(subscription.close())
+            if self._thread.loop.is_running():  # not after the Hub closed
+                self._thread.call(subscription.close())
 
 
 async def _build(url: str, options: dict[str, Any]) -> async_hub.Hub:
