@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port, wait_for_port
+from tests.e2e.conftest import peers  # noqa: F401  (the fixture, for the tests here)
 
 HERE = Path(__file__).resolve().parent
 JAEGER_DIR = HERE / "jaeger"
