@@ -48,7 +48,8 @@ class Connection:
         self.connections = 0
         self._refusal: errors.HubError | None = None
         self._closing = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._coming_back: asyncio.Future[Any] | None = None
         self.sio.on("connect", self._connected)
         self.sio.on("disconnect", self._disconnected)
         self.sio.on("connect_error", self._connect_error)
@@ -74,12 +75,13 @@ class Connection:
 
     async def _come_back(self) -> None:
         delay = RECONNECT_FIRST_S
-        while not self._closing and self.fatal is None and not self.sio.connected:
+        while not self._closing and self.fatal is None:
             await asyncio.sleep(delay * random.uniform(0.7, 1.3))
-            if self._closing or self.fatal is not None or self.sio.eio.state != "disconnected":
-                continue  # closing, or the old transport is still being torn down
+            if self.sio.eio.state != "disconnected":
+                continue  # the old transport is still being torn down
             try:
                 await self._connect()
+                return
             except (socketio.exceptions.ConnectionError, ValueError, *SOCKET_ERRORS) as exc:
                 log.info("reconnecting to %s: %s", self.url, self._refusal or exc)
                 delay = min(delay * 2, self.reconnect_delay_max)
@@ -114,13 +116,14 @@ class Connection:
             raise errors.Unavailable(f"not connected to {self.url} ({reason})",
                                      code="UNAVAILABLE")
 
-    def spawn(self, coroutine: Awaitable[Any]) -> None:
+    def spawn(self, coroutine: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run in the background, kept referenced, cancelled by `close`; failures are logged."""
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def _done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
@@ -142,8 +145,10 @@ class Connection:
 
     def _disconnected(self, *_: Any) -> None:
         self.ready.clear()
-        if not self._closing and self.fatal is None:
-            self.spawn(self._come_back())
+        if self._closing or self.fatal is not None:
+            return
+        if self._coming_back is None or self._coming_back.done():
+            self._coming_back = self.spawn(self._come_back())
 
     def _draining(self, notice: Any = None) -> None:
         # New work waits for the next gateway; this one closes us once our commands end.
