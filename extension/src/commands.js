@@ -4,7 +4,6 @@
 // `options` (the seed's shape); the top level wins.
 
 import { Code, CommandError } from './errors.js';
-import * as page from './page.js';
 import { findTab, inPage, loaded, requireTab, setWorkingTab } from './tabs.js';
 import { base64, pngSize } from './bytes.js';
 
@@ -32,7 +31,7 @@ const sleep = (ms, signal) => new Promise((resolve, reject) => {
   }, { once: true });
 });
 
-async function navigate(params, { signal, progress }) {
+async function navigate(params, { id, signal, progress }) {
   const url = required(params, 'url', 'NAVIGATE', 'an http(s) URL');
   let parsed;
   try {
@@ -51,7 +50,7 @@ async function navigate(params, { signal, progress }) {
   await setWorkingTab(tabId);
   progress(90, 'loaded');
   try {
-    return { ...(await inPage({ id: tabId }, page.title, [])), tabId };
+    return { ...(await inPage({ id: tabId }, 'title', id)), tabId };
   } catch (error) {
     const tab = await chrome.tabs.get(tabId);
     throw new CommandError(Code.NAVIGATION_FAILED,
@@ -61,7 +60,7 @@ async function navigate(params, { signal, progress }) {
 
 async function click(params, { id }) {
   const selector = required(params, 'selector', 'CLICK', 'a CSS selector');
-  return inPage(await requireTab(params), page.click, [id, selector]);
+  return inPage(await requireTab(params), 'click', id, selector);
 }
 
 async function type(params, { id }) {
@@ -69,13 +68,13 @@ async function type(params, { id }) {
   if (typeof params.text !== 'string') {
     throw new CommandError(Code.VALIDATION_FAILED, 'TYPE needs text: a string');
   }
-  return inPage(await requireTab(params), page.type, [id, selector, params.text,
-    params.clear !== false]);
+  return inPage(await requireTab(params), 'type', id, selector, params.text,
+    params.clear !== false);
 }
 
 const POLL_MS = 100;
 
-async function waitFor(params, { signal, progress, deadline }) {
+async function waitFor(params, { id, signal, progress, deadline }) {
   const selector = required(params, 'selector', 'WAIT_FOR', 'a CSS selector');
   if (params.timeout !== undefined && !(Number.isFinite(params.timeout) && params.timeout >= 0)) {
     throw new CommandError(Code.VALIDATION_FAILED, 'WAIT_FOR timeout must be milliseconds >= 0');
@@ -86,7 +85,7 @@ async function waitFor(params, { signal, progress, deadline }) {
   for (;;) {
     const tab = await requireTab(params);
     // A page between two documents cannot be scripted: that is "not there yet".
-    const seen = await inPage(tab, page.probe, [selector, Boolean(params.visible)])
+    const seen = await inPage(tab, 'probe', id, selector, Boolean(params.visible))
       .catch((error) => {
         if (error.code === Code.VALIDATION_FAILED) throw error;
         return { found: false };
@@ -105,11 +104,11 @@ async function waitFor(params, { signal, progress, deadline }) {
   }
 }
 
-async function getText(params) {
+async function getText(params, { id }) {
   if (params.selector !== undefined && typeof params.selector !== 'string') {
     throw new CommandError(Code.VALIDATION_FAILED, 'GET_TEXT selector must be a CSS selector');
   }
-  return inPage(await requireTab(params), page.text, [params.selector ?? null]);
+  return inPage(await requireTab(params), 'text', id, params.selector ?? null);
 }
 
 async function evaluate(params, { id, settings }) {
@@ -118,7 +117,7 @@ async function evaluate(params, { id, settings }) {
       'EVALUATE is off in this extension: turn on allowEvaluate in its settings');
   }
   const expression = required(params, 'expression', 'EVALUATE', 'JavaScript source');
-  return inPage(await requireTab(params), page.evaluate, [id, expression], 'MAIN');
+  return inPage(await requireTab(params), 'evaluate', id, expression);
 }
 
 async function screenshot(params) {
@@ -133,11 +132,11 @@ async function screenshot(params) {
   return { ...shot, download: { filename, mimeType: 'image/png' } };
 }
 
-async function downloadImage(params, { signal, progress }) {
+async function downloadImage(params, { id, signal, progress }) {
   let url = params.url;
   if (url === undefined) {
     const selector = required(params, 'selector', 'DOWNLOAD_IMAGE', 'a CSS selector (or url)');
-    ({ url } = await inPage(await requireTab(params), page.imageSource, [selector]));
+    ({ url } = await inPage(await requireTab(params), 'imageSource', id, selector));
   } else if (typeof url !== 'string' || !/^https?:/.test(url)) {
     throw new CommandError(Code.VALIDATION_FAILED, 'DOWNLOAD_IMAGE url must be an http(s) URL');
   }

@@ -3,6 +3,7 @@
 // chrome.storage.session, so a restarted worker keeps it), else the active tab.
 
 import { Code, CommandError } from './errors.js';
+import { pageAct } from './page.js';
 
 export async function setWorkingTab(tabId) {
   await chrome.storage.session.set({ workingTabId: tabId });
@@ -39,10 +40,12 @@ export async function requireTab(params) {
   return tab;
 }
 
-/** Run a page.js function in the tab and unwrap its `{value}` or `{error}` answer. */
-export async function inPage(tab, func, args, world = 'ISOLATED') {
+/** Run `pageAct(action, id, ...args)` (page.js) in the tab and unwrap its answer. EVALUATE runs
+ * in the page's own world, the rest in the extension's isolated one. */
+export async function inPage(tab, action, id, ...args) {
   const [injection] = await chrome.scripting.executeScript({
-    target: { tabId: tab.id }, func, args, world,
+    target: { tabId: tab.id }, func: pageAct, args: [action, id, ...args],
+    world: action === 'evaluate' ? 'MAIN' : 'ISOLATED',
   });
   const answer = injection?.result;
   if (!answer) throw new CommandError(Code.BROWSER_ERROR, 'the page returned nothing');

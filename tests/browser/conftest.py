@@ -1,8 +1,9 @@
 """Headless Debian Chromium with the unpacked extension (extension/dist, `make extension`),
 connected to a hub run as real processes: all-in-one, and auth + router + gateway over Redis.
 
-The hub and the browser are started once per hub mode for the session; each test gets its own pages server (aiohttp on a
-loopback port), a DevTools connection, and a `semantest.client.Hub` to drive it.
+The hub and the browser are started once per hub mode for the session; each test gets its own
+pages server (aiohttp on a loopback port), a DevTools connection, and a `semantest.client.Hub`
+to drive it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from semantest.client import Hub
 from tests.browser import chromium, site
 from tests.browser.cdp import Cdp, CdpError
 from tests.conftest import ROOT, Hubs, RedisServer
+from tests.e2e.test_restarts import services
 
 KEY = "browser-key-0123456789"
 DIST = ROOT / "extension" / "dist"
@@ -54,9 +56,7 @@ def hub_url(request: pytest.FixtureRequest, browser_hubs: Hubs) -> str:
         return browser_hubs.start("semantest-server", config=HUB_CONFIG).url
     redis: RedisServer = request.getfixturevalue("redis_server")
     env = {"REDIS_URL": redis.url, "REDIS_KEY_PREFIX": f"b{uuid.uuid4().hex[:8]}:"}
-    browser_hubs.start("semantest-auth", env=env, config=HUB_CONFIG)
-    browser_hubs.start("semantest-router", env=env, config=HUB_CONFIG)
-    return browser_hubs.start("semantest-gateway", env=env, config=HUB_CONFIG).url
+    return services(browser_hubs, env, HUB_CONFIG, gateways=1)[0]
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 - `/form.html`: a text field that echoes what its `input` and `change` events saw, a button
   that counts its clicks, and an image;
-- `/late.html?after=ms`: `#late` appears after `ms` milliseconds;
+- `/late.html?key=k`: `#late` appears once the test calls `release(base, k)` (when the test has
+  seen what it must see first: no timing);
 - `/image.png` (a real PNG), `/noise.png?bytes=n` (n random bytes said to be a PNG),
   `/not-an-image.png` (text), anything else 404;
 - `/csp.html`: a page whose Content-Security-Policy forbids eval.
@@ -10,11 +11,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import zlib
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 
 FORM = """<!doctype html><title>Form</title>
@@ -30,8 +34,9 @@ FORM = """<!doctype html><title>Form</title>
 
 LATE = """<!doctype html><title>Late</title><p id="early">here now</p>
 <script>
-  const after = +new URLSearchParams(location.search).get('after');
-  setTimeout(() => document.body.insertAdjacentHTML('beforeend', '<p id="late">late</p>'), after);
+  const key = new URLSearchParams(location.search).get('key');
+  fetch('/released?key=' + key).then(() =>
+    document.body.insertAdjacentHTML('beforeend', '<p id="late">late</p>'));
 </script>"""
 
 CSP = "<!doctype html><title>Strict</title><p>no eval here</p>"
@@ -59,8 +64,30 @@ def page(body: str, **headers: str) -> Handler:
     return handler
 
 
+RELEASES = web.AppKey("releases", dict[str, asyncio.Event])
+
+
+async def release(base: str, key: str) -> None:
+    """Let the `/late.html?key=<key>` pages show their `#late`."""
+    async with aiohttp.ClientSession() as http, http.post(f"{base}/release?key={key}") as done:
+        assert done.status == 204
+
+
 def app() -> web.Application:
     site = web.Application()
+    site[RELEASES] = defaultdict(asyncio.Event)
+
+    async def released(request: web.Request) -> web.Response:
+        await request.app[RELEASES][request.query["key"]].wait()
+        return web.Response(status=204)
+
+    async def set_free(request: web.Request) -> web.Response:
+        request.app[RELEASES][request.query["key"]].set()
+        return web.Response(status=204)
+
+    async def release_all(site: web.Application) -> None:  # nothing waits past the test
+        for event in site[RELEASES].values():
+            event.set()
 
     async def image(_: web.Request) -> web.Response:
         return web.Response(body=IMAGE, content_type="image/png")
@@ -78,4 +105,7 @@ def app() -> web.Application:
     site.router.add_get("/image.png", image)
     site.router.add_get("/not-an-image.png", text)
     site.router.add_get("/noise.png", noise)
+    site.router.add_get("/released", released)
+    site.router.add_post("/release", set_free)
+    site.on_shutdown.append(release_all)
     return site

@@ -83,11 +83,12 @@ async def test_page_command_errors(hub: Hub, pages: str) -> None:
 
 
 async def test_wait_for_reports_progress_and_times_out_clearly(hub: Hub, pages: str) -> None:
-    await hub.run("NAVIGATE", url=f"{pages}/late.html?after=1500")
-    progress: list[Progress] = []
-    found = await hub.run("WAIT_FOR", selector="#late", on_progress=progress.append)
-    assert found.data["found"] is True and found.data["elapsed"] >= 1000
-    assert progress and progress[0].message == "waiting for #late"
+    await hub.run("NAVIGATE", url=f"{pages}/late.html?key=wait")
+    progress: asyncio.Queue[Progress] = asyncio.Queue()
+    handle = await hub.submit("WAIT_FOR", selector="#late", on_progress=progress.put_nowait)
+    assert (await asyncio.wait_for(progress.get(), 10)).message == "waiting for #late"
+    await site.release(pages, "wait")  # only now does #late appear
+    assert (await handle).data["found"] is True
     with pytest.raises(CommandTimeout, match="no element matched #never") as late:
         await hub.run("WAIT_FOR", selector="#never", options={"timeout": 300})
     assert late.value.result is not None  # the extension's answer, not the hub's deadline
@@ -187,7 +188,7 @@ async def test_unknown_type_is_a_clear_error(hub: Hub) -> None:
 
 async def test_cancel_stops_the_work_in_the_browser(hub: Hub, pages: str,
                                                     devtools: Devtools) -> None:
-    await hub.run("NAVIGATE", url=f"{pages}/late.html?after=600000")
+    await hub.run("NAVIGATE", url=f"{pages}/late.html?key=never")
     started: asyncio.Queue[Progress] = asyncio.Queue()
     handle = await hub.submit("WAIT_FOR", selector="#late", on_progress=started.put_nowait)
     await asyncio.wait_for(started.get(), 10)  # the browser is polling the page

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from semantest.client import Hub, Progress
+from tests.browser import site
 from tests.browser.conftest import Browser, Devtools
 
 
@@ -20,12 +21,13 @@ async def stop_worker(devtools: Devtools) -> str:
 
 async def test_command_in_flight_survives_a_worker_stop(hub: Hub, pages: str, browser: Browser,
                                                         devtools: Devtools) -> None:
-    await hub.run("NAVIGATE", url=f"{pages}/late.html?after=5000")
+    await hub.run("NAVIGATE", url=f"{pages}/late.html?key=restart")
     progress: asyncio.Queue[Progress] = asyncio.Queue()
     handle = await hub.submit("WAIT_FOR", selector="#late", on_progress=progress.put_nowait)
     await asyncio.wait_for(progress.get(), 10)  # acknowledged and running in the old worker
     old = await stop_worker(devtools)
     await devtools.worker(other_than=old)  # nothing but the extension itself starts it again
+    await site.release(pages, "restart")  # #late appears only after the worker was replaced
     result = await handle
     assert result.data["found"] is True
     assert result.extension == browser.extension_id
