@@ -1,6 +1,7 @@
 // The command set: one handler per type. A handler gets the command's parameters and a context
-// ({id, signal, progress(percent, message), settings, resumed}) and answers the result's `data`
-// or throws CommandError. Parameters may come at the top level of the command, in `target` or in
+// ({id, signal, deadline, progress(percent, message), settings, memo, remember(change)}: memo is
+// what an earlier run of the same command remembered) and answers the result's `data` or throws
+// CommandError. Parameters may come at the top level of the command, in `target` or in
 // `options` (the seed's shape); the top level wins.
 
 import { Code, CommandError } from './errors.js';

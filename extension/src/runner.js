@@ -31,7 +31,7 @@ export class Runner {
     }
     if (!known) await inflight.remember(command);
     ack();
-    return this.execute(known ?? { command, memo: {} }, Boolean(known));
+    return this.execute(known ?? { command, memo: {} });
   }
 
   cancel(id) {
@@ -50,21 +50,23 @@ export class Runner {
         this.report(record.result);
       } else if (!this.running.has(id) && deadline > Date.now()) {
         this.running.set(id, new AbortController());
-        this.execute(record, true);
+        this.execute(record);
       } else if (!this.running.has(id)) {
         inflight.forget(id); // the hub has ended it with TIMEOUT already
       }
     }
   }
 
-  async execute({ command, memo }, resumed) {
+  async execute({ command, memo }) {
     const { id } = command;
-    const cancelled = this.running.get(id).signal;
+    const controller = this.running.get(id);
+    if (!controller) return inflight.forget(id); // cancelled while it was being written down
+    const cancelled = controller.signal;
     const deadline = (command.deadline ?? Date.now() + 30000) - MARGIN_MS;
     const late = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
     const signal = AbortSignal.any([cancelled, late]);
     const context = {
-      id, signal, deadline, resumed, memo, settings: this.settings,
+      id, signal, deadline, memo, settings: this.settings,
       progress: (percent, message) => this.send('progress', { id, percent, message }),
       remember: (change) => inflight.update(id, { memo: { ...memo, ...change } }),
     };
