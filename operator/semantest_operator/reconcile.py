@@ -337,9 +337,7 @@ class Pass:
         if problem is None and redis_sentinel.enabled(self.cluster):
             status["redis"] = {**(status["redis"] or {}),
                                **await redis_sentinel.status(self.kube, self.cluster)}
-        await self.write(status)
-        for kind, reason, message in self.events:
-            kopf.event(self.body, type=kind, reason=reason, message=message)
+        await self.report(status)
         return Outcome(status, problem, self.recheck_at, workloads, self.applied)
 
     def expected_workloads(self) -> set[str]:
@@ -355,10 +353,14 @@ class Pass:
         status = self.healthy(objs, tls_state)
         if status.get("redis") is not None:  # keep what only a full pass looks at
             status["redis"] = {**(self.previous.get("redis") or {}), **status["redis"]}
+        await self.report(status)
+        return Outcome(status, None)
+
+    async def report(self, status: dict[str, Any]) -> None:
+        """Write the status (when it changed), then post the pass's Events."""
         await self.write(status)
         for kind, reason, message in self.events:
             kopf.event(self.body, type=kind, reason=reason, message=message)
-        return Outcome(status, None)
 
     def note(self, reason: str, message: str) -> None:
         self.events.append(("Normal", reason, message))
