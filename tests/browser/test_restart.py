@@ -6,6 +6,7 @@ the command it had acknowledged still ends in its result."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from semantest.client import Hub, Progress
 from tests.browser import site
@@ -43,3 +44,20 @@ async def test_commands_sent_while_the_worker_is_stopped_run_when_it_is_back(
     assert text.data == {"text": "0"}
     assert text.extension == browser.extension_id
     await devtools.worker(other_than=old)
+
+
+async def test_a_result_stored_but_not_sent_is_sent_by_the_next_worker(
+        hub: Hub, pages: str, devtools: Devtools) -> None:
+    """The worker stopped between writing a result down and the hub confirming it: the state is
+    made by hand (that moment is too short to hit), then the worker is stopped for real."""
+    await hub.run("NAVIGATE", url=f"{pages}/late.html?key=never-released")
+    progress: asyncio.Queue[Progress] = asyncio.Queue()
+    handle = await hub.submit("WAIT_FOR", selector="#late", on_progress=progress.put_nowait)
+    await asyncio.wait_for(progress.get(), 10)
+    key = f"cmd:{handle.id}"
+    result = json.dumps({"id": handle.id, "success": True, "data": {"found": True, "kept": True}})
+    await devtools.in_worker(f"""chrome.storage.session.get('{key}').then((stored) =>
+        chrome.storage.session.set({{'{key}': {{...stored['{key}'], result: {result}}}}}))""")
+    old = await stop_worker(devtools)
+    await devtools.worker(other_than=old)
+    assert (await handle).data == {"found": True, "kept": True}
