@@ -13,6 +13,7 @@ Redis waits until a replica has it (`WAIT`): docs/architecture.md, "Failover".
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ CLAIM_IDLE_MS = 5000
 """An entry unacked this long is taken over from its (presumably dead) consumer."""
 CLAIM_EVERY_S = 1.0
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_Queued = tuple[str, tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+"""A command waiting for the next round trip: name, arguments, options, its reply's future."""
 REPLICA_ACKS = 1
 """With Sentinels: replicas that must hold a step before it is acknowledged (`WAIT`)."""
 REPLICA_ACK_TIMEOUT_MS = 500
@@ -114,7 +117,9 @@ class _SentinelConnection(_HiredisPacking, SentinelManagedConnection):
 
 
 def _retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1, supported_errors=_RETRYABLE)
+    """Forever, 50 ms doubling up to 0.5 s apart: a Redis back from a restart, or a promoted
+    replica, is found within half a second (a 2 s cap cost up to 2 s more after a failover)."""
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=-1, supported_errors=_RETRYABLE)
 
 
 class AutoPipeline:
@@ -127,7 +132,7 @@ class AutoPipeline:
     def __init__(self, client: aioredis.Redis, replica_acks: int = 0) -> None:
         self.redis = client
         self._replica_acks = replica_acks
-        self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
+        self._queued: list[_Queued] = []
         self._replicated: set[asyncio.Future[Any]] = set()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -147,30 +152,54 @@ class AutoPipeline:
         return future
 
     async def _flush(self) -> None:
-        await asyncio.sleep(0)
+        queued: list[_Queued] = []
+        replies: list[Any] = []
+        try:
+            await asyncio.sleep(0)  # this loop tick's commands join the pipeline
+            queued, replicated = self._take()
+            replies = await self._round_trip(queued, replicated)
+        finally:  # also when the round trip was cancelled: no caller waits for good
+            if not queued:
+                queued, _ = self._take()
+            self._settle(queued, replies)
+
+    def _take(self) -> tuple[list[_Queued], set[asyncio.Future[Any]]]:
         queued, self._queued, self._flusher = self._queued, [], None
         replicated, self._replicated = self._replicated, set()
-        wait = bool(replicated)
+        return queued, replicated
+
+    async def _round_trip(self, queued: list[_Queued],
+                          replicated: set[asyncio.Future[Any]]) -> list[Any]:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for command, args, options, _ in queued:
                     getattr(pipe, command)(*args, **options)
-                if wait:  # on the same connection: covers every write before it
+                if replicated:  # on the same connection: covers every write before it
                     pipe.execute_command("WAIT", self._replica_acks, REPLICA_ACK_TIMEOUT_MS)
-                replies = await pipe.execute(raise_on_error=False)
-            if wait:
-                acked = replies.pop()
-                if not isinstance(acked, int) or acked < self._replica_acks:
-                    unsafe = NotReplicated(f"{acked} of {self._replica_acks} replicas confirmed "
-                                           f"within {REPLICA_ACK_TIMEOUT_MS} ms")
-                    replies = [unsafe if future in replicated else reply
-                               for (*_, future), reply in zip(queued, replies, strict=True)]
+                replies = list(await pipe.execute(raise_on_error=False))
         except (RedisError, OSError) as exc:
-            replies = [exc] * len(queued)
-        for (*_, future), reply in zip(queued, replies, strict=True):
+            return [exc] * len(queued)
+        except Exception as exc:
+            log.exception("a pipeline of %d commands failed", len(queued))
+            return [exc] * len(queued)
+        if replicated:
+            acked = replies.pop()
+            if not isinstance(acked, int) or acked < self._replica_acks:
+                unsafe = NotReplicated(f"{acked} of {self._replica_acks} replicas confirmed "
+                                       f"within {REPLICA_ACK_TIMEOUT_MS} ms")
+                replies = [unsafe if future in replicated else reply
+                           for (*_, future), reply in zip(queued, replies, strict=True)]
+        return replies
+
+    @staticmethod
+    def _settle(queued: list[_Queued], replies: list[Any]) -> None:
+        """Each caller gets its reply; missing replies (the round trip was cancelled, e.g. a
+        CancelledError escaping redis-py during a failover) fail as a lost connection."""
+        lost = RedisConnectionError("the round trip to Redis was interrupted")
+        for (*_, future), reply in itertools.zip_longest(queued, replies, fillvalue=lost):
             if future.done():
                 continue
-            if isinstance(reply, Exception):
+            if isinstance(reply, BaseException):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
