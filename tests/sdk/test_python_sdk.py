@@ -423,3 +423,34 @@ async def test_worker_reports_its_result_after_its_gateway_died(
     assert (await handle).data == {"label": "outlives-its-gateway"}
     assert (await handle).extension == gated.worker.extension_id
     assert gated.runs == ["outlives-its-gateway"]
+
+
+async def test_worker_run_serves_until_stopped(hub: Hub, hub_url: str) -> None:
+    worker = browser_like(hub_url, f"run-{uuid.uuid4().hex[:6]}")
+    serving = asyncio.ensure_future(worker.run())
+    # Queued for this extensionId until it has connected: no wait for the connection needed.
+    page = await hub.run("NAVIGATE", url="http://run.test/", target=worker.extension_id)
+    assert page.extension == worker.extension_id
+    worker.stop()
+    await asyncio.wait_for(serving, 10)
+    with pytest.raises(client.NoExtension):  # gone: nobody runs its commands any more
+        await hub.run("NAVIGATE", url="http://run.test/", target=worker.extension_id,
+                      timeout=0.5)
+
+
+async def test_worker_acknowledges_every_delivery_and_runs_an_id_once() -> None:
+    """The `command` handler alone (no hub): a repeat, `redelivered` or not, is acked, not run."""
+    worker = Worker("http://127.0.0.1:9", api_key=KEY)
+    runs: list[str] = []
+
+    @worker.handler("X")
+    async def x(ctx: Context) -> None:
+        runs.append(ctx.id)
+
+    command = {"id": "c-1", "type": "X", "deadline": 0}
+    acks = [worker._on_command(command), worker._on_command({**command, "redelivered": True}),
+            worker._on_command({**command, "id": "c-2"})]
+    await asyncio.gather(*(task for task, _ in list(worker._running.values())))
+    assert acks == [True, True, True] and runs == ["c-1", "c-2"]
+    with pytest.raises(TypeError, match="async"):
+        worker.handler("Y")(lambda ctx: None)
