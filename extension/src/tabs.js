@@ -54,8 +54,9 @@ export async function inPage(tab, action, id, ...args) {
 }
 
 /** Resolves with the tab id once the tab `start()` names (it answers the id) has loaded: a
- * `loading` then a `complete`. Updates that come before the id is known are kept, not lost. */
-export function loaded(start, signal, onLoading) {
+ * `loading` then a `complete`. Updates that come before the id is known are kept, not lost.
+ * `onStarted()` is called once the navigation is under way. */
+export function loaded(start, signal, onStarted) {
   return new Promise((resolve, reject) => {
     let tabId = null;
     let seenLoading = false;
@@ -67,10 +68,7 @@ export function loaded(start, signal, onLoading) {
     };
     const handle = (updatedId, change) => {
       if (updatedId !== tabId) return;
-      if (change.status === 'loading' && !seenLoading) {
-        seenLoading = true;
-        onLoading();
-      }
+      if (change.status === 'loading') seenLoading = true;
       if (change.status === 'complete' && seenLoading) finish(() => resolve(tabId));
     };
     const listener = (updatedId, change) => {
@@ -82,6 +80,7 @@ export function loaded(start, signal, onLoading) {
     signal.addEventListener('abort', aborted);
     start().then((id) => {
       tabId = id;
+      onStarted();
       for (const [updatedId, change] of early) handle(updatedId, change);
     }, (error) => finish(() => reject(error)));
   });

@@ -3,7 +3,7 @@
 - `/form.html`: a text field that echoes what its `input` and `change` events saw, a button
   that counts its clicks, and an image;
 - `/late.html?key=k`: `#late` appears once the test calls `release(base, k)` (when the test has
-  seen what it must see first: no timing);
+  seen what it must see first: no timing); `/slow.html?key=k` answers (the form) only then;
 - `/image.png` (a real PNG), `/noise.png?bytes=n` (n random bytes said to be a PNG),
   `/not-an-image.png` (text), anything else 404;
 - `/csp.html`: a page whose Content-Security-Policy forbids eval.
@@ -81,6 +81,10 @@ def app() -> web.Application:
         await request.app[RELEASES][request.query["key"]].wait()
         return web.Response(status=204)
 
+    async def slow(request: web.Request) -> web.Response:
+        await request.app[RELEASES][request.query["key"]].wait()
+        return web.Response(text=FORM, content_type="text/html")
+
     async def set_free(request: web.Request) -> web.Response:
         request.app[RELEASES][request.query["key"]].set()
         return web.Response(status=204)
@@ -106,6 +110,7 @@ def app() -> web.Application:
     site.router.add_get("/not-an-image.png", text)
     site.router.add_get("/noise.png", noise)
     site.router.add_get("/released", released)
+    site.router.add_get("/slow.html", slow)
     site.router.add_post("/release", set_free)
     site.on_shutdown.append(release_all)
     return site

@@ -47,6 +47,24 @@ async def test_navigate_refusals(hub: Hub) -> None:
     assert failed.value.code == "NAVIGATION_FAILED" and closed in failed.value.message
 
 
+async def test_navigate_that_does_not_load_in_time_or_is_cancelled(hub: Hub,
+                                                                   pages: str) -> None:
+    with pytest.raises(CommandTimeout, match="NAVIGATE did not finish before its deadline") as late:
+        await hub.run("NAVIGATE", url=f"{pages}/slow.html?key=late", timeout=2)
+    assert late.value.result is not None  # the extension's answer, before the hub's deadline
+    progress: asyncio.Queue[Progress] = asyncio.Queue()
+    handle = await hub.submit("NAVIGATE", url=f"{pages}/slow.html?key=cancelled",
+                              on_progress=progress.put_nowait)
+    assert (await asyncio.wait_for(progress.get(), 10)).percent == 10  # loading
+    assert await handle.cancel() is True
+    with pytest.raises(Cancelled):
+        await handle
+    await site.release(pages, "cancelled")
+    # The browser is free for the next command: it was not left waiting for that load.
+    opened = await hub.run("NAVIGATE", url=f"{pages}/form.html")
+    assert opened.data["title"] == "Form"
+
+
 async def test_type_fires_input_and_change_and_click_clicks(hub: Hub, pages: str) -> None:
     await hub.run("NAVIGATE", url=f"{pages}/form.html")
     typed = await hub.run("TYPE", selector="#name", text="hello")
