@@ -252,6 +252,14 @@ async def test_sessions_create_share_join_and_rights(hub: Hub, hub_url: str,
             Hub(hub_url, token=await login(hub_url, "bob")) as bob:
         joined = await alice.join_session(session.id, writer_token)
         assert (joined.name, joined.permissions) == ("checkout", ("read", "write"))
+        async with alice.watch(session.id) as events:
+            by_owner = await hub.run("NAVIGATE", url="http://w.test/", session_id=session.id)
+            seen = [await asyncio.wait_for(anext(events), 10) for _ in range(2)]
+        assert [(type(e).__name__, e.id, e.session_id) for e in seen] == [
+            ("Progress", by_owner.id, session.id), ("Result", by_owner.id, session.id)]
+        assert seen[1].data == by_owner.data
+        with pytest.raises(StopAsyncIteration):  # closed with the `async with`
+            await anext(events)
         assert (await alice.run("NAVIGATE", url="http://b.test/", session_id=session.id)).success
         await alice.leave_session(session.id)
         with pytest.raises(client.Forbidden, match="share token"):
@@ -295,6 +303,11 @@ async def test_sync_hub_for_scripts(hub_url: str, worker: Worker) -> None:
             cancelled = handle.cancel()
             with pytest.raises(client.Cancelled):
                 handle.result()
+            session = hub.create_session("sync")
+            events = hub.watch(session.id)
+            in_session = hub.run("NAVIGATE", url="http://s.test/", session_id=session.id)
+            assert [next(events).id, next(events).id] == [in_session.id] * 2
+            events.close()
             channel = f"sync.{uuid.uuid4().hex[:6]}"
             messages = hub.subscribe(channel)
             offset = hub.publish(channel, "hello")

@@ -27,7 +27,7 @@ from semantest.client.errors import (
 )
 from semantest.client.hub import Hub
 from semantest.client.messages import ChannelMessage, Progress, Result, Session
-from semantest.client.subscription import Subscription
+from semantest.client.subscription import SessionWatch, Subscription
 from semantest.client.worker import CommandError, Context, Worker
 
 __all__ = [
@@ -35,6 +35,6 @@ __all__ = [
     "CommandError", "CommandFailed", "CommandHandle", "CommandTimeout", "Context",
     "ExtensionDisconnected", "Forbidden", "Hub", "HubError", "Internal", "NoExtension",
     "PayloadTooLarge", "Progress", "RateLimited", "Result", "Session", "SessionNotFound",
-    "Subscription", "TooManyConnections", "Unavailable", "UnknownEvent", "ValidationFailed",
-    "Worker",
+    "SessionWatch", "Subscription", "TooManyConnections", "Unavailable", "UnknownEvent",
+    "ValidationFailed", "Worker",
 ]

@@ -19,7 +19,7 @@ from semantest.client import errors
 from semantest.client.commands import CommandHandle, ProgressCallback, call_back
 from semantest.client.connection import SOCKET_ERRORS, Connection
 from semantest.client.messages import ChannelMessage, Progress, Result, Session
-from semantest.client.subscription import Subscription
+from semantest.client.subscription import SessionWatch, Subscription
 
 log = logging.getLogger("semantest.client")
 
@@ -54,6 +54,7 @@ class Hub:
         self._sessions: dict[str, str | None] = {}  # id → share token used to join
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._offsets: dict[str, str] = {}  # channel → last offset delivered
+        self._watches: dict[str, list[SessionWatch]] = {}
         for event, handler in (("result", self._on_result), ("progress", self._on_progress),
                                ("*", self._on_any)):
             self._connection.on(event, handler)
@@ -78,7 +79,7 @@ class Hub:
     async def close(self) -> None:
         await self._connection.close()
         self._fail_all(errors.Unavailable("the hub client was closed", code="UNAVAILABLE"))
-        self._end_subscriptions(None)
+        self._end_feeds(None)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -146,29 +147,42 @@ class Hub:
             pass  # the next reconnect sends it again
 
     def _on_result(self, body: Any) -> None:
-        handle = self._pending.pop(body.get("id"), None) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return
+        result = Result.from_wire(body)
+        handle = self._pending.pop(result.id, None)
         if handle is not None:
-            handle._settle(Result.from_wire(body))
+            handle._settle(result)
+        self._to_watches(result)
 
     async def _on_progress(self, body: Any) -> None:
-        handle = self._pending.get(body.get("id")) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return
+        progress = Progress.from_wire(body)
+        self._to_watches(progress)
+        handle = self._pending.get(progress.id)
         if handle is not None:
-            await call_back(handle._progress(Progress.from_wire(body)))
+            await call_back(handle._progress(progress))
+
+    def _to_watches(self, event: Progress | Result) -> None:
+        for watch in self._watches.get(event.session_id or "", []):
+            watch._deliver(event)
 
     def _fail_all(self, error: errors.HubError) -> None:
         pending, self._pending = self._pending, {}
         for handle in pending.values():
             handle._fail(error)
 
-    def _end_subscriptions(self, error: errors.HubError | None) -> None:
-        subscriptions, self._subscriptions = self._subscriptions, {}
-        for readers in subscriptions.values():
-            for subscription in readers:
-                subscription._end(error)
+    def _end_feeds(self, error: errors.HubError | None) -> None:
+        feeds = [*self._subscriptions.values(), *self._watches.values()]
+        self._subscriptions, self._watches = {}, {}
+        for readers in feeds:
+            for feed in readers:
+                feed._end(error)
 
     def _refused(self, error: errors.HubError) -> None:
         self._fail_all(error)
-        self._end_subscriptions(error)
+        self._end_feeds(error)
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -193,6 +207,18 @@ class Hub:
         if expires_in is not None:
             request["expiresIn"] = expires_in
         return (await self._connection.call("session:share", request))["shareToken"]
+
+    def watch(self, session_id: str) -> SessionWatch:
+        """The `Progress` and `Result` of every command in the session, as an async iterator
+        (needs `read`: create or join the session first). `close()` it, or use `with`."""
+        watch = SessionWatch(self, session_id)
+        self._watches.setdefault(session_id, []).append(watch)
+        return watch
+
+    def _unwatch(self, watch: SessionWatch) -> None:
+        watches = self._watches.get(watch.session_id, [])
+        if watch in watches:
+            watches.remove(watch)
 
     async def leave_session(self, session_id: str) -> None:
         await self._connection.call("session:leave", {"sessionId": session_id})

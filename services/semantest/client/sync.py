@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from semantest.client import hub as async_hub
 from semantest.client.commands import CommandHandle
-from semantest.client.messages import ChannelMessage, Result, Session
+from semantest.client.feed import Feed
+from semantest.client.messages import ChannelMessage, Progress, Result, Session
 
 T = TypeVar("T")
 
@@ -113,16 +114,29 @@ class Hub:
         """Subscribes now; iterate for the messages (closing the iterator unsubscribes)."""
         subscription = self._hub.subscribe(channel, since=since)
         self._thread.call(subscription.open())
-        return self._messages(subscription)
+        return self._iterate(subscription, subscription.close)
 
-    def _messages(self, subscription: Any) -> Iterator[ChannelMessage]:
+    def watch(self, session_id: str) -> Iterator[Progress | Result]:
+        """The session's progress and results (closing the iterator stops watching)."""
+        watch = self._thread.call(_on_loop(self._hub.watch, session_id))
+        return self._iterate(watch, lambda: _on_loop(watch.close))
+
+    def _iterate(self, feed: Feed[T], close: Callable[[], Coroutine[Any, Any, Any]]
+                 ) -> Iterator[T]:
         try:
             while True:
-                yield self._thread.call(subscription.__anext__())
+                yield self._thread.call(feed.__anext__())
+        except StopAsyncIteration:
+            return
         finally:
             if self._thread.loop.is_running():  # not after the Hub closed
-                self._thread.call(subscription.close())
+                self._thread.call(close())
 
 
 async def _build(url: str, options: dict[str, Any]) -> async_hub.Hub:
     return async_hub.Hub(url, **options)  # made on the loop that will run it
+
+
+async def _on_loop(function: Callable[..., T], *arguments: Any) -> T:
+    """Run a plain function on the loop's thread (it touches the Hub's state)."""
+    return function(*arguments)
