@@ -1,7 +1,7 @@
 """Headless Debian Chromium with the unpacked extension (extension/dist, `make extension`),
 connected to a hub run as real processes: all-in-one, and auth + router + gateway over Redis.
 
-The hub and the browser are started once per hub mode for the session; each test gets its own
+The hub and the browser are started once per hub mode for this package; each test gets its own
 pages server (aiohttp on a loopback port), a DevTools connection, and a `semantest.client.Hub`
 to drive it.
 """
@@ -42,15 +42,15 @@ HUB_CONFIG: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hubs]:
-    """Hub processes shared by every browser test module (a browser takes seconds to start)."""
+    """Hub processes shared by the browser test modules (a browser takes seconds to start)."""
     started = Hubs(tmp_path_factory.mktemp("browser-hubs"))
     yield started
     started.stop_all()
 
 
-@pytest.fixture(scope="session", params=["all-in-one", "services"])
+@pytest.fixture(scope="package", params=["all-in-one", "services"])
 def hub_url(request: pytest.FixtureRequest, browser_hubs: Hubs) -> str:
     if request.param == "all-in-one":
         return browser_hubs.start("semantest-server", config=HUB_CONFIG).url
@@ -82,7 +82,7 @@ def start_browser(workdir: Path, config: dict[str, Any]) -> chromium.Chromium:
         pytest.skip(f"chromium cannot start here: {error}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     extension_id = f"chromium-test-{uuid.uuid4().hex[:8]}"
     process = start_browser(tmp_path_factory.mktemp("chromium"), {
