@@ -154,10 +154,12 @@ RBAC_RULES = [
 
 @pytest.fixture(scope="module")
 def operator_kubeconfig(k8s_plane: ControlPlane, crds: None) -> Path:
-    """A ServiceAccount bound to RBAC_RULES only, and a kubeconfig with its token."""
+    """A ServiceAccount bound to RBAC_RULES only, and a kubeconfig with its token. Applied, not
+    created: every test module that imports this fixture makes it again."""
     ns, name = f"{PREFIX}-system", f"{PREFIX}-operator"
-    k8s_plane.kubectl("create", "namespace", ns)
-    k8s_plane.kubectl("create", "serviceaccount", "semantest-operator", "-n", ns)
+    k8s_plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    k8s_plane.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                     "metadata": {"name": "semantest-operator", "namespace": ns}})
     k8s_plane.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                      "metadata": {"name": name}, "rules": RBAC_RULES})
     k8s_plane.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
