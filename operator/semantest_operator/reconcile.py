@@ -150,12 +150,16 @@ class Converger:
         self._seen: dict[tuple[str, str, str], Seen] = {}  # (namespace, kind, name)
         self._workloads: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
 
-    async def converge(self, namespace: str, name: str) -> Outcome | None:
-        """Run a pass now (after the running one); None when the cluster is gone or going."""
+    async def converge(
+        self, namespace: str, name: str, *, status_only: bool = False
+    ) -> Outcome | None:
+        """Run a pass now (after the running one), then the ones asked for meanwhile; None when
+        the cluster is gone or going."""
         key = (namespace, name)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            outcome = await self._pass(namespace, name)
+            first = self._status_pass if status_only else self._pass
+            outcome = await first(namespace, name)
             while key in self._again or key in self._restatus:
                 if key in self._again:
                     self._again.discard(key)
@@ -163,7 +167,7 @@ class Converger:
                     outcome = await self._pass(namespace, name)
                 else:
                     self._restatus.discard(key)
-                    outcome = await self._status_pass(namespace, name) or outcome
+                    outcome = await self._status_pass(namespace, name)
         return outcome
 
     async def nudge(self, namespace: str, name: str, *, status_only: bool = False) -> None:
@@ -181,14 +185,7 @@ class Converger:
             (self._restatus if status_only else self._again).add(key)
             return
         try:
-            if status_only:
-                lock = self._locks.setdefault(key, asyncio.Lock())
-                async with lock:
-                    outcome = await self._status_pass(namespace, name)
-                if outcome is None:
-                    return
-            else:
-                outcome = await self.converge(namespace, name)
+            outcome = await self.converge(namespace, name, status_only=status_only)
         except Exception as exc:
             if not transient(exc):
                 self._retry_later(key, RETRY_DELAY)
