@@ -125,9 +125,15 @@ class Hub:
         return handle
 
     async def _send_until_acked(self, handle: CommandHandle) -> None:
-        """Send on the current socket; if it goes away first, send again on the next one."""
+        """Send on the current socket; if it goes away first, send again on the next one;
+        give up (`Unavailable`) when no ack came within the command's own time bound."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + handle._wait_s
         while not handle.accepted and not handle.done:
-            await self._connection.wait_ready(handle._wait_s)
+            if (left := until - loop.time()) <= 0:
+                raise errors.Unavailable(f"the hub never acknowledged command {handle.id}",
+                                         code="UNAVAILABLE", command_id=handle.id)
+            await self._connection.wait_ready(left)
             try:
                 await self._connection.call("command", handle.payload)
             except (TimeoutError, *SOCKET_ERRORS):
