@@ -5,8 +5,10 @@ recording extensions, 1 auth, 2 gateways, 2 routers), with Redis found through S
 fault per scenario, each FAULT_REPEAT times: the primary kill -9'd (a replica is promoted); the
 same, then the old primary started again (it must come back as a replica); a Sentinel kill -9'd,
 then the primary (two Sentinels still make the quorum). Checked: nothing lost, nothing run twice,
-no duplicate result, no hub-made failure, a healthy hub afterwards. Reported (the "fault runs"
-section): the longest time without any result, and how long the promotion took.
+no duplicate result, no hub-made failure for a command nobody ran, a healthy hub afterwards (a
+fresh command round-trips through each gateway). Reported (the "fault runs" section): commands
+that ended TIMEOUT although run (`timeouts-after-run`, an error result the client sees), the
+longest time without any result, and how long the promotion took.
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ async def test_sentinel_failover(fault: Fault, repeat: int, tmp_path: Path) -> N
     silence = ledger.longest_silence()
     SUMMARIES.append(f"{label}: longest time without a result {silence:.1f}s; promotion "
                      f"visible {', '.join(f'{t:.1f}s' for t in promotions)} after the kill")
-    broken = {name: found for name, found in ledger.invariants().items() if found}
+    # A command whose deadline falls in the recovery window may end TIMEOUT although its
+    # extension ran it (its report came after the deadline): an error result, never silent,
+    # counted in the summary line (docs/architecture.md, "Redis with Sentinel: failover").
+    broken = {name: found for name, found in ledger.invariants().items()
+              if found and name != "timeouts-after-run"}
     assert len(ledger.commands) > 100, f"the load did not run: {ledger.summary(label)}"
     assert not broken and not ledger.problems and not ledger.strays, ledger.explain(label) + \
         f"\n  logs: {tmp_path}"
