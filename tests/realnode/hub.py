@@ -70,14 +70,20 @@ class Hub:
                                       "--sort-by=.lastTimestamp", check=False).stdout[-4000:])
         return "\n".join(out)
 
+    def selector(self) -> str:
+        """The labels of the operator's children of this hub (a chart release's own objects
+        share the instance label when the hub is named after the release)."""
+        return (f"app.kubernetes.io/instance={self.name},"
+                "app.kubernetes.io/managed-by=semantest-operator")
+
     def deployments(self) -> dict[str, dict[str, Any]]:
         """The hub's Deployments by component (auth, gateway, router)."""
-        found = self.get("deployments", "-l", f"app.kubernetes.io/instance={self.name}")
+        found = self.get("deployments", "-l", self.selector())
         return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
                 for d in found["items"]}
 
     def pods(self, component: str | None = None) -> list[dict[str, Any]]:
-        selector = f"app.kubernetes.io/instance={self.name}"
+        selector = self.selector()
         if component:
             selector += f",app.kubernetes.io/component={component}"
         return list(self.get("pods", "-l", selector)["items"])
