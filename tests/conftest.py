@@ -44,6 +44,18 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"nothing listens on {port} after {timeout}s")
 
 
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 @dataclass
 class RedisServer:
     port: int
@@ -68,8 +80,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     )
     wait_for_port(port, process)
     yield RedisServer(port, process)
-    process.terminate()
-    process.wait(10)
+    stop_process(process)
 
 
 @pytest.fixture
@@ -99,12 +110,7 @@ class HubProcess:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
 
 @dataclass

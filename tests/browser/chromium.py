@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import stop_process
+
 BINARY = Path("/usr/lib/chromium/chromium")
 
 FLAGS = [
@@ -43,13 +45,7 @@ class Chromium:
         return self.log.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         shutil.rmtree(self.profile, ignore_errors=True)
 
 

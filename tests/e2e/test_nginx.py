@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import JS, ROOT, Hubs, RedisServer, free_port, run_node, wait_for_port
+from tests.conftest import (
+    JS,
+    ROOT,
+    Hubs,
+    RedisServer,
+    free_port,
+    run_node,
+    stop_process,
+    wait_for_port,
+)
 from tests.e2e.conftest import KEY, Peer, connect, extension
 from tests.e2e.test_js_client import check, run_seed
 
@@ -56,8 +65,7 @@ def balanced(module_hubs: Hubs, hub_config: dict[str, Any], redis_server: RedisS
                                 "-g", "daemon off;"], stderr=subprocess.PIPE)
     wait_for_port(listen, process)
     yield f"http://127.0.0.1:{listen}"
-    process.terminate()
-    process.wait(10)
+    stop_process(process)
 
 
 def test_seed_examples_through_nginx(balanced: str) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from tests.conftest import HubProcess, Hubs, free_port, wait_for_port
+from tests.conftest import HubProcess, Hubs, free_port, stop_process, wait_for_port
 from tests.e2e.conftest import KEY, SECRET
 
 # --- 1. knobs ------------------------------------------------------------------------------------
@@ -138,12 +138,7 @@ class RedisProcess:
             return
         if self.paused:
             self.resume()
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process)
 
 
 def hub_config() -> dict[str, Any]:

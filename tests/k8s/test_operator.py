@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import pytest
 
 from semantest_operator import tls
+from tests.conftest import stop_process
 
 from .plane import ControlPlane, free_port, wait_for
 
@@ -84,13 +85,8 @@ class Operator:
 
     def stop(self) -> None:
         """SIGTERM, as Kubernetes stops a pod; SIGKILL only if it hangs."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process, grace=30)
         self.process = None
 
     def output(self, since: int = 0) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port, stop_process, wait_for_port
 from tests.e2e.conftest import peers  # noqa: F401  (the fixture, for the tests here)
 
 HERE = Path(__file__).resolve().parent
@@ -89,8 +89,4 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
         pytest.fail(f"Jaeger did not start: {exc}\n{log.read_text(errors='replace')}")
     yield Jaeger(ports["JAEGER_OTLP_GRPC_PORT"], ports["JAEGER_OTLP_HTTP_PORT"],
                  ports["JAEGER_QUERY_PORT"], process, log)
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process(process)
