@@ -338,7 +338,20 @@ def _env(cluster: Cluster, component: str) -> list[dict[str, Any]]:
         env += _secret_env("ADMIN_API_KEY", admin_key_ref(cluster))
     env += _secret_env("REDIS_PASSWORD", redis_password_ref(cluster))
     env += _secret_env("REDIS_SENTINEL_PASSWORD", redis_sentinel.sentinel_password_ref(cluster))
-    return env
+    return env + _tracing_env(cluster.spec["tracing"])
+
+
+def _tracing_env(tracing: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The standard OTEL_* variables the hub reads (its default service name is its role's)."""
+    if not tracing.get("endpoint"):
+        return []
+    return [{"name": name, "value": value} for name, value in (
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", tracing["endpoint"]),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", tracing["protocol"]),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", tracing["sampleRatio"]),
+    )]
 
 
 def _probe(path: str, scheme: str, period: int) -> dict[str, Any]:

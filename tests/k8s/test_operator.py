@@ -587,6 +587,9 @@ def server_dry_run(plane: ControlPlane, name: str, spec: dict[str, Any]) -> str:
         ({"gateway": {"resources": {"requests": {"cpu": "lots"}}}}, "should match"),
         ({"auth": {"jwt": {"expiresIn": "tomorrow"}}}, "should match"),
         ({"gateway": {"replicaz": 3}}, "unknown field"),
+        ({"tracing": {"endpoint": "jaeger:4318"}}, "should match"),
+        ({"tracing": {"protocol": "thrift"}}, "Unsupported value"),
+        ({"tracing": {"sampleRatio": "2"}}, "should match"),
     ],
 )
 def test_schema_violations_are_refused(
@@ -603,6 +606,9 @@ def test_names_and_valid_specs(k8s_plane: ControlPlane, crds: None) -> None:
     external = {"redis": {"managed": {"enabled": False},
                           "external": {"url": "rediss://cache:6380/1"}}}
     assert server_dry_run(k8s_plane, "ext", external) == ""
+    traced = {"tracing": {"endpoint": "http://jaeger.tracing:4317", "protocol": "grpc",
+                          "sampleRatio": "0.05"}}
+    assert server_dry_run(k8s_plane, "traced", traced) == ""
 
 
 def test_missing_secrets_degrade_without_building_anything(hub: Hub) -> None:

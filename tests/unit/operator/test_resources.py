@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from semantest import config as hub_config
+from semantest.tracing import create_tracing
 from semantest_operator import resources
 
 from .conftest import Make
-from .specs import VERSION, by_kind, container, env
+from .specs import VERSION, by_kind, container, env, spec_schema
 
 
 def kinds(manifests: list[dict]) -> set[tuple[str, str]]:
@@ -295,3 +297,37 @@ def test_secret_builder_encodes_data(make: Make) -> None:
     assert secret["data"] == {"jwt-secret": "czNjcmV0"}
     assert secret["type"] == "Opaque"
     assert secret["metadata"]["labels"]["app.kubernetes.io/component"] == "auth"
+
+
+def test_tracing_gives_every_hub_pod_the_otel_variables_the_hub_reads(
+        make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    untraced = env(resources.deployment(make(), "gateway"))
+    assert not any(name.startswith("OTEL_") for name in untraced)
+    cluster = make({"tracing": {"endpoint": "http://jaeger.tracing:4318", "sampleRatio": "0.25"}})
+    for component in cluster.components:
+        variables = env(resources.deployment(cluster, component))
+        assert {k: v for k, v in variables.items() if k.startswith("OTEL_")} == {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger.tracing:4318",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        }
+    # What the hub's own tracing setup makes of them: an OTLP exporter, the ratio sampler.
+    for name, value in variables.items():
+        if name.startswith("OTEL_"):
+            monkeypatch.setenv(name, value)
+    tracing = create_tracing("semantest-router")
+    assert tracing.provider is not None
+    assert "TraceIdRatioBased{0.25}" in tracing.provider.sampler.get_description()
+    exporter = tracing.provider._active_span_processor._span_processors[0].span_exporter
+    assert type(exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
+    tracing.provider.shutdown()
+
+
+def test_tracing_settings_are_checked_by_the_crd() -> None:
+    tracing = spec_schema()["properties"]["tracing"]["properties"]
+    assert not re.fullmatch(tracing["endpoint"]["pattern"], "jaeger:4318")
+    assert re.fullmatch(tracing["endpoint"]["pattern"], "https://otel.example/v1")
+    for ratio, good in (("0", True), ("0.5", True), ("1", True), ("1.5", False), ("half", False)):
+        assert bool(re.fullmatch(tracing["sampleRatio"]["pattern"], ratio)) is good
