@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +36,21 @@ def hub(realnode: RealNode) -> Iterator[Hub]:
     realnode.kubectl("delete", "namespace", release["namespace"], "--wait=false", check=False)
 
 
-def patch_and_roll_out(realnode: RealNode, hub: Hub, component: str, spec: Any) -> None:
-    """Merge-patch the hub's spec, wait for the operator to change the component's Deployment,
-    then for its rollout (new pods Ready on their probes, old ones gone)."""
-    before = hub.deployments()[component]["metadata"]["generation"]
+def patch_and_roll_out(realnode: RealNode, hub: Hub, component: str, spec: Any,
+                       applied: Callable[[dict[str, Any]], bool]) -> None:
+    """Merge-patch the hub's spec, wait until the operator has `applied` it to the component's
+    Deployment, then for its rollout (new pods Ready on their probes, old ones gone)."""
     realnode.kubectl("patch", "stc", hub.name, "-n", hub.namespace, "--type=merge", "-p",
                      json.dumps({"spec": spec}))
-    wait_for(lambda: hub.deployments()[component]["metadata"]["generation"] > before, 60,
+    wait_for(lambda: applied(hub.deployments()[component]), 60,
              f"the operator to change the {component} Deployment")
     realnode.kubectl("rollout", "status", f"deployment/{hub.name}-{component}", "-n",
                      hub.namespace, "--timeout=240s", timeout=260)
+
+
+def mentions(name: str) -> Callable[[dict[str, Any]], bool]:
+    """A Deployment whose pod template names `name` (a Secret it mounts or reads)."""
+    return lambda deployment: name in json.dumps(deployment["spec"]["template"])
 
 
 def operator_pods(hub: Hub) -> list[dict[str, Any]]:
@@ -111,7 +116,8 @@ def test_seed_examples_with_jwt_login_through_the_service(realnode: RealNode, hu
     users = f"{hub.name}-users"
     realnode.kubectl("create", "secret", "generic", users, "-n", hub.namespace,
                      f"--from-literal=alice={hashed.stdout.strip()}")
-    patch_and_roll_out(realnode, hub, "auth", {"auth": {"usersSecret": {"name": users}}})
+    patch_and_roll_out(realnode, hub, "auth", {"auth": {"usersSecret": {"name": users}}},
+                       mentions(users))
     hub.wait_ready()
     done = run_node(JS / "seed_examples.mjs", hub.gateway_url(), hub.api_key(), "alice",
                     PASSWORD, timeout=90)
@@ -140,7 +146,8 @@ def test_kubectl_scale_stc_adds_a_serving_gateway(realnode: RealNode, hub: Hub) 
 def test_tls_self_signed_is_verified_against_the_secrets_ca(
     realnode: RealNode, hub: Hub, tmp_path: Any
 ) -> None:
-    patch_and_roll_out(realnode, hub, "gateway", {"tls": {"enabled": True, "mode": "selfSigned"}})
+    patch_and_roll_out(realnode, hub, "gateway", {"tls": {"enabled": True, "mode": "selfSigned"}},
+                       mentions(f"{hub.name}-tls"))
     hub.wait_ready()
     ca = tmp_path / "ca.crt"
     ca.write_text(hub.secret(f"{hub.name}-tls", "ca.crt"))

@@ -5,7 +5,7 @@
 // id once (a re-delivered id is answered from memory, as the protocol asks). After a reconnect a
 // client re-sends, with the same id, every command it has no result for (the protocol's
 // recovery: a re-sent id never runs again, its sender gets its one result). Then it waits up to
-// `drain` s for every accepted command's result. Prints one JSON line: per-id results and runs.
+// `drain` s for every accepted command's result. Prints one JSON line, a summary.
 import { createRequire } from 'node:module';
 
 const require = createRequire(new URL('../../js/package.json', import.meta.url));
@@ -78,6 +78,19 @@ while (Date.now() < deadline && [...accepted].some((id) => !results[id])) {
   await new Promise((resolve) => setTimeout(resolve, 200));
 }
 for (const s of sockets) s.close();
-const sent = seq * clients;
-console.log(JSON.stringify({ sent, accepted: [...accepted], results, runs, errors, reconnects }));
-process.exit(0);
+// A summary (a line per id would be megabytes): what ended how often, and anything odd.
+const ended = Object.keys(results).filter((id) => accepted.has(id));
+const summary = {
+  sent: seq * clients,
+  accepted: accepted.size,
+  ended: ended.length,
+  missing: [...accepted].filter((id) => !results[id]).slice(0, 20),
+  ranTwice: Object.entries(runs).filter(([, n]) => n !== 1).slice(0, 20),
+  differing: Object.entries(results)
+    .filter(([, rs]) => rs.some((r) => JSON.stringify(r) !== JSON.stringify(rs[0]))).slice(0, 5),
+  failed: Object.values(results).map((rs) => rs[0]).filter((r) => !r.success).slice(0, 5),
+  deliveredAgain: Object.values(results).filter((rs) => rs.length > 1).length,
+  errors: errors.slice(0, 20),
+  reconnects,
+};
+process.stdout.write(`${JSON.stringify(summary)}\n`, () => process.exit(0));
