@@ -169,6 +169,16 @@ def extension_commands_key(tenant: str, extension_id: str) -> str:
 
 
 
+def type_queue_key(tenant: str, command_type: str) -> str:
+    """Sorted set: the tenant's commands of one type waiting for any extension that runs it."""
+    return f"queue:{tenant}:{command_type}"
+
+
+def queued_types_key(tenant: str) -> str:
+    """Set: the command types with a `type_queue_key` queue now."""
+    return f"queue-types:{tenant}"
+
+
 def tenant_stats_key(tenant: str) -> str:
     """Hash: `inflight` (commands not ended) and `queued`, for `status`."""
     return f"stats:{tenant}"

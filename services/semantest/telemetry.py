@@ -162,6 +162,7 @@ class Metrics:
     commands: Tally = field(default_factory=Tally)
     commands_in_flight: Tally = field(default_factory=Tally)
     commands_pending: Tally = field(default_factory=Tally)
+    commands_queued: Tally = field(default_factory=Tally)
     bus_errors: Tally = field(default_factory=Tally)
 
     def command_ended(self, command_type: str, outcome: str, duration_ms: int) -> None:
@@ -225,6 +226,8 @@ def create_metrics() -> Metrics:
          "Commands accepted and not yet ended"),
         ("semantest_commands_pending", metrics.commands_pending,
          "Commands of a tenant by state (running, queued), as a gateway last read them"),
+        ("semantest_commands_queued", metrics.commands_queued,
+         "Commands of a tenant waiting for an extension that runs their type, by type"),
     ]
     for name, tally, description in gauges:
         meter.create_observable_up_down_counter(name, callbacks=[tally.observe],

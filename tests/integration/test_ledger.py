@@ -129,10 +129,13 @@ async def test_an_unrunnable_backlog_never_blocks_other_work(bus: Bus, ledger: L
     assert (await ledger.accept(command("b-1", subject="bob", type_="CLICK"))).outcome == \
         "queued"
     assert await ledger.counts("t") == (4, 4)
+    assert await ledger.queued_by_type("t") == {"NOBODY": 3, "CLICK": 1}
     await register(ledger, capabilities=["CLICK"])
     ((event, data),) = [(m["event"], m["data"]["id"]) for m in await inbox(bus, EXT_GW)]
     assert (event, data) == ("command", "b-1")
     assert await ledger.counts("t") == (4, 3)
+    assert await ledger.queued_by_type("t") == {"NOBODY": 3}
+    assert await ledger.queued_by_type("another tenant") == {}
 
 
 async def test_freed_capacity_takes_the_oldest_queued_command(bus: Bus, ledger: Ledger) -> None:

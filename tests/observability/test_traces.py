@@ -175,7 +175,12 @@ async def test_a_failing_command_names_its_id_and_trace_in_every_service_it_touc
     assert result["error"]["code"] == "NO_EXTENSION"
     tid = trace_id(result)
     for service in (hub.gateway, hub.router):
-        lines = [line for line in service.output().splitlines() if ack["id"] in line]
+        lines: list[str] = []
+        for _ in range(40):  # a service's line may reach its log file after the result
+            lines = [line for line in service.output().splitlines() if ack["id"] in line]
+            if lines:
+                break
+            await asyncio.sleep(0.25)
         assert lines, f"{service.command} wrote nothing about {ack['id']}"
         for line in lines:
             if hub.protocol == "http/protobuf":  # JSON lines: the ids are fields
@@ -187,14 +192,18 @@ async def test_a_failing_command_names_its_id_and_trace_in_every_service_it_touc
 
 async def test_every_dashboard_query_names_a_metric_the_hub_exports(hub: Hub,
                                                                     peers: list[Peer]) -> None:
-    """Scraped from the services after the commands above (and a connection open while a
-    gateway counts its tenants' pending commands, every 5 s)."""
+    """Scraped from the services after the commands above (and a connection open, with a
+    command nobody runs waiting, while a gateway counts its tenants' pending commands, every
+    5 s)."""
     dashboard = orjson.loads((CHART / "dashboards" / "semantest-hub.json").read_bytes())
     queried = {name for panel in dashboard["panels"] for target in panel["targets"]
                for name in re.findall(r"\b(?:semantest|websocket)_[a-z_]+\b", target["expr"])}
     assert len(queried) >= 10
     client = await connect(hub.gateway.url, auth={"apiKey": KEY})
     peers.append(client)
+    waiting = await client.call("command", {"type": f"NOBODY-{uuid.uuid4().hex[:6]}",
+                                            "timeout": 60000})
+    assert "accepted" in waiting, waiting
     missing: set[str] = queried
     async with aiohttp.ClientSession() as http:
         for _ in range(60):

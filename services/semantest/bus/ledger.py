@@ -161,3 +161,8 @@ class Ledger(abc.ABC):
     async def counts(self, tenant: str) -> tuple[int, int]:
         """(commands not ended, commands waiting for an extension) of the tenant."""
 
+    @abc.abstractmethod
+    async def queued_by_type(self, tenant: str) -> dict[str, int]:
+        """The tenant's commands waiting for any extension that runs their type, per type (the
+        capability they need); a command sent to one named extension waits for it, not here."""
+

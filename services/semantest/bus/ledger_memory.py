@@ -492,3 +492,7 @@ class MemoryLedger(Ledger):
     async def counts(self, tenant: str) -> tuple[int, int]:
         in_flight, queued = self._stats.get(tenant, (0, 0))
         return in_flight, queued
+
+    async def queued_by_type(self, tenant: str) -> dict[str, int]:
+        queues = self._queues.get(tenant, {})
+        return {command_type: len(queue) for command_type, queue in queues.items()}

@@ -187,3 +187,11 @@ class RedisLedger(Ledger):
         in_flight, queued = await self._bus.call(
             "hmget", self._prefix + p.tenant_stats_key(tenant), "inflight", "queued")
         return int(in_flight or 0), int(queued or 0)
+
+    async def queued_by_type(self, tenant: str) -> dict[str, int]:
+        prefix, call = self._prefix, self._bus.call
+        queued_types = await call("smembers", prefix + p.queued_types_key(tenant))
+        types = sorted(_text(t) for t in queued_types)
+        sizes = await asyncio.gather(*(  # one round trip: the calls share a pipeline
+            call("zcard", prefix + p.type_queue_key(tenant, t)) for t in types))
+        return {t: n for t, n in zip(types, sizes, strict=True) if n}

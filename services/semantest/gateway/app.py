@@ -53,6 +53,8 @@ class Gateway:
         self._handled: OrderedDict[str, None] = OrderedDict()
         """Inbox entries handled lately: one read again (its reply or acknowledgement was lost
         to a Redis hiccup, so it came back from the pending list) is dropped."""
+        self._queued_types: dict[str, set[str]] = {}
+        """Per tenant, the types last reported queued: one no longer queued is reported as 0."""
 
     def connection_counts(self) -> dict[str, int]:
         connections = self.sockets.connections
@@ -119,13 +121,21 @@ class Gateway:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def count_pending(self) -> None:
-        """`semantest_commands_pending` of the tenants with a connection here (a tenant's
-        counts live in the ledger; every gateway of the tenant reports the same numbers)."""
+        """`semantest_commands_pending` and `semantest_commands_queued` of the tenants with a
+        connection here (a tenant's counts live in the ledger; every gateway of the tenant
+        reports the same numbers)."""
         for tenant in {c.principal.tenant for c in self.sockets.connections.by_sid.values()}:
             not_ended, queued = await self.ledger.counts(tenant)
             pending = self.sockets.metrics.commands_pending
             pending.set(queued, {"tenant": tenant, "state": "queued"})
             pending.set(not_ended - queued, {"tenant": tenant, "state": "running"})
+            by_type = await self.ledger.queued_by_type(tenant)
+            waiting = self.sockets.metrics.commands_queued
+            for command_type in self._queued_types.get(tenant, set()) - by_type.keys():
+                waiting.set(0, {"tenant": tenant, "type": command_type})
+            for command_type, count in by_type.items():
+                waiting.set(count, {"tenant": tenant, "type": command_type})
+            self._queued_types[tenant] = set(by_type)
 
     async def drain(self, timeout_s: float) -> None:
         await self.sockets.drain(timeout_s)
