@@ -116,8 +116,9 @@ def test_seed_examples_with_jwt_login_through_the_service(realnode: RealNode, hu
     users = f"{hub.name}-users"
     realnode.kubectl("create", "secret", "generic", users, "-n", hub.namespace,
                      f"--from-literal=alice={hashed.stdout.strip()}")
+    # the operator moves the auth pods' config (now holding the users) into a Secret
     patch_and_roll_out(realnode, hub, "auth", {"auth": {"usersSecret": {"name": users}}},
-                       mentions(users))
+                       mentions(f"{hub.name}-auth-config"))
     hub.wait_ready()
     done = run_node(JS / "seed_examples.mjs", hub.gateway_url(), hub.api_key(), "alice",
                     PASSWORD, timeout=90)
