@@ -46,6 +46,12 @@ def patch_and_roll_out(realnode: RealNode, hub: Hub, component: str, spec: Any,
              f"the operator to change the {component} Deployment")
     realnode.kubectl("rollout", "status", f"deployment/{hub.name}-{component}", "-n",
                      hub.namespace, "--timeout=240s", timeout=260)
+    # `rollout status` returns while the old pods still terminate (preStop, then the drain):
+    # until then they keep serving, with the old spec (an auth pod without the new users reads
+    # logins from the bus; a gateway without TLS stays reachable a moment through the Service).
+    wait_for(lambda: not any(pod["metadata"].get("deletionTimestamp")
+                             for pod in hub.pods(component)), 120,
+             f"the old {component} pods to be gone")
 
 
 def mentions(name: str) -> Callable[[dict[str, Any]], bool]:

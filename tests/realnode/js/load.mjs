@@ -2,7 +2,8 @@
 // Usage: node load.mjs '{"url": ..., "apiKey": ..., "seconds": 30, "clients": 4, "extensions": 2,
 //                       "rate": 20, "drain": 60}'
 // Each client sends `rate` commands/s with ids of its own for `seconds`; extensions answer each
-// id once (a re-delivered id is answered from memory, as the protocol asks). After a reconnect a
+// id once (a re-delivered id is answered from memory, as the protocol asks) and offer each result
+// again after a reconnect until a gateway acknowledges it. After a reconnect a
 // client re-sends, with the same id, every command it has no result for (the protocol's
 // recovery: a re-sent id never runs again, its sender gets its one result). Then it waits up to
 // `drain` s for every accepted command's result. Prints one JSON line, a summary.
@@ -28,17 +29,28 @@ function socket(auth) {
   return s;
 }
 
+// Extensions behave as docs/protocol.md asks of one that must lose nothing across a reconnect
+// (a draining gateway lets them go at once): `acks: true`, each command acknowledged, and each
+// result offered again on every new connection until a gateway acknowledges it.
 for (let n = 0; n < extensions; n += 1) {
-  const ext = socket({ role: 'extension', extensionId: `load-${n}`, capabilities: ['LOAD'] });
-  ext.on('command', (command) => {
+  const ext = socket({ role: 'extension', extensionId: `load-${n}`, capabilities: ['LOAD'],
+    acks: true });
+  const unconfirmed = new Map(); // id -> result no gateway acknowledged yet
+  const offer = (answer) => {
+    unconfirmed.set(answer.id, answer);
+    ext.emit('result', answer, () => unconfirmed.delete(answer.id));
+  };
+  ext.on('command', (command, ack) => {
     let answer = answers.get(command.id);
     if (!answer) {
       runs[command.id] = (runs[command.id] || 0) + 1;
       answer = { id: command.id, success: true, data: { ranBy: `load-${n}` } };
       answers.set(command.id, answer);
     }
-    ext.emit('result', answer);
+    if (typeof ack === 'function') ack();
+    offer(answer);
   });
+  ext.on('connect', () => { for (const answer of unconfirmed.values()) offer(answer); });
 }
 
 const senders = [];
