@@ -56,6 +56,20 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10) -> None:
         process.wait(10)
 
 
+def mark_tier(config: pytest.Config, items: list[pytest.Item], marker: pytest.MarkDecorator,
+              start_timeout: float) -> None:
+    """Mark a tier's tests; whichever runs first also pays for starting what the tier shares,
+    so their pytest-timeout (when no marker sets one) gets `start_timeout` on top."""
+    try:
+        base = float(config.getini("timeout") or 0)
+    except ValueError:  # pytest-timeout not installed
+        base = 0
+    for item in items:
+        item.add_marker(marker)
+        if base and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(base + start_timeout))
+
+
 @dataclass
 class RedisServer:
     port: int

@@ -41,6 +41,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import mark_tier
+
 from .plane import ControlPlane, PlaneError, find_bin_dir, wait_for
 
 _STARTED: list[ControlPlane] = []  # for the terminal summary line
@@ -51,15 +53,8 @@ START_TIMEOUT = float(os.environ.get("SEMANTEST_K8S_START_TIMEOUT", "240"))  # s
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark tests that use the plane `k8s`; whichever runs first also pays for the plane's
     start, so their pytest-timeout (when not set by a marker) gets START_TIMEOUT on top."""
-    try:
-        base = float(config.getini("timeout") or 0)
-    except ValueError:  # pytest-timeout not installed
-        base = 0
-    for item in items:
-        if "k8s_plane" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.k8s)
-            if base and item.get_closest_marker("timeout") is None:
-                item.add_marker(pytest.mark.timeout(base + START_TIMEOUT))
+    mine = [i for i in items if "k8s_plane" in getattr(i, "fixturenames", ())]
+    mark_tier(config, mine, pytest.mark.k8s, START_TIMEOUT)
 
 
 @pytest.fixture(scope="session")

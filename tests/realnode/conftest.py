@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import mark_tier
 from tests.k8s.plane import PlaneError, find_bin_dir
 
 from .node import (
@@ -49,11 +50,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in mine:
             item.add_marker(pytest.mark.skip(reason=reason))
         return
-    base = float(config.getini("timeout") or 0)
-    for item in mine:
-        item.add_marker(pytest.mark.realnode)
-        if base and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(base + START_TIMEOUT))
+    mark_tier(config, mine, pytest.mark.realnode, START_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
