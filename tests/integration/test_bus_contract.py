@@ -76,6 +76,49 @@ async def test_unacked_work_goes_to_another_consumer(bus: Bus,
     await survivor.aclose()
 
 
+async def test_a_reader_whose_connection_is_cut_reads_on_its_own_unacked_entries_first(
+        bus: Bus) -> None:
+    """Redis only (the in-process bus has no connection to cut)."""
+    if not isinstance(bus, redis_streams.RedisStreamsBus):
+        pytest.skip("the in-process bus has no connection")
+    reader = bus.consume("cut", "g", "me", claim_idle_ms=600_000)  # no claim brings it back
+    read = asyncio.ensure_future(first(reader))
+    await asyncio.sleep(0.05)
+    await bus.publish("cut", {"job": 1})
+    (taken,) = await read  # read, never acknowledged
+    again = asyncio.ensure_future(first(reader, timeout=10))
+    killed = 0
+    while not killed:  # the reader's blocked XREADGROUP, cut under it
+        blocked = [c for c in await bus.redis.client_list()
+                   if c["cmd"] == "xreadgroup" and "b" in c["flags"]]
+        for client in blocked:
+            killed += await bus.redis.client_kill_filter(_id=client["id"])
+        await asyncio.sleep(0.02)
+    (back,) = await again
+    assert back.id == taken.id and back.message == {"job": 1}
+    await bus.ack("cut", "g", [back.id])
+    await bus.publish("cut", {"job": 2})
+    (fresh,) = await first(reader)
+    assert fresh.message == {"job": 2}
+    await reader.aclose()
+
+
+async def test_a_group_reader_makes_its_group_again_when_redis_lost_it(bus: Bus) -> None:
+    """A Redis restarted without its data has no group: the reader makes it again."""
+    if not isinstance(bus, redis_streams.RedisStreamsBus):
+        pytest.skip("the in-process bus cannot lose its data")
+    reader = bus.consume("lost", "g", "me", start="0")
+    read = asyncio.ensure_future(first(reader))
+    await bus.publish("lost", {"job": 1})
+    (job,) = await read
+    await bus.ack("lost", "g", [job.id])
+    await bus.redis.delete(bus.prefix + "lost")  # the stream and its groups, as after a restart
+    await bus.publish("lost", {"job": 2})
+    (again,) = await first(reader, timeout=10)
+    assert again.message == {"job": 2}
+    await reader.aclose()
+
+
 async def test_tail_fans_out_to_every_reader_from_now(bus: Bus) -> None:
     await bus.publish("news", {"old": True})
     readers = [bus.tail("news"), bus.tail("news")]

@@ -1,9 +1,11 @@
 """The Redis backend: streams with consumer groups, and the store as plain Redis keys.
 
 Commands from one event-loop tick go out in one pipeline; every blocking read has a connection of
-its own (a cancelled blocking read must never poison a pooled connection). A consumer that dies
+its own (a cancelled blocking read must never poison a pooled connection). A reader lives as long
+as it is iterated: a read that fails (a lost connection, a failover, a reply that never came)
+starts again on a new connection, its own unacknowledged entries first. A consumer that dies
 leaves its entries pending; the group's other consumers claim them once they are idle long enough.
-Retries use redis-py's own `Retry` with exponential back-off.
+Retries use redis-py's own `Retry` and back-off.
 
 With Sentinels (`redis+sentinel://` bus URLs, built from `redis.sentinels`) every connection
 asks the Sentinels for the primary each time it (re)connects, and every step whose effect leaves
@@ -15,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -39,6 +42,11 @@ BLOCK_MS = 1000
 CLAIM_IDLE_MS = 5000
 """An entry unacked this long is taken over from its (presumably dead) consumer."""
 CLAIM_EVERY_S = 1.0
+READ_TIMEOUT_S = BLOCK_MS / 1000 + 5
+"""A blocking read with no reply this long is on a dead or silent connection: read again on a
+new one (a reader once waited forever on a connection made during a failover)."""
+CONNECT_TIMEOUT_S = 2.0
+"""A dial to a gone pod's address can hang for minutes; fail it and ask again."""
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _Queued = tuple[str, tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 """A command waiting for the next round trip: name, arguments, options, its reply's future."""
@@ -116,10 +124,23 @@ class _SentinelConnection(_HiredisPacking, SentinelManagedConnection):
         await self.connect_check_health(check_health=self.connection_pool.check_connection)
 
 
+def _backoff() -> ExponentialBackoff:
+    """50 ms doubling up to 0.5 s apart: a Redis back from a restart, or a promoted replica, is
+    found within half a second (a 2 s cap cost up to 2 s more after a failover)."""
+    return ExponentialBackoff(cap=0.5, base=0.05)
+
+
 def _retry() -> Retry:
-    """Forever, 50 ms doubling up to 0.5 s apart: a Redis back from a restart, or a promoted
-    replica, is found within half a second (a 2 s cap cost up to 2 s more after a failover)."""
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=-1, supported_errors=_RETRYABLE)
+    return Retry(_backoff(), retries=-1, supported_errors=_RETRYABLE)
+
+
+def _honour_cancellation() -> None:
+    """Raise `CancelledError` when the current task is being cancelled. A reader cancelled
+    around a failover was seen to carry on reading (redis-py lost the `CancelledError` on the
+    way, 1 run in 5); a read loop checks at each turn, so it ends within one `BLOCK_MS`."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class AutoPipeline:
@@ -307,19 +328,24 @@ class RedisStreamsBus(Bus):
 
         return RedisLedger(self, policy)
 
-    def _client(self, single_connection_client: bool = False) -> aioredis.Redis:
+    def _client(self, reader: bool = False) -> aioredis.Redis:
+        """The shared client (redis-py retries its commands forever), or a reader's: one
+        connection, no retries of its own (`_reading` starts it again), a bound on each reply."""
         options: dict[str, Any] = {
-            "password": self._password, "retry": _retry(), "retry_on_error": list(_RETRYABLE),
-            "health_check_interval": 30}
+            "password": self._password, "health_check_interval": 30,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S}
+        if reader:
+            options.update(retry=Retry(NoBackoff(), 0), socket_timeout=READ_TIMEOUT_S)
+        else:
+            options.update(retry=_retry(), retry_on_error=list(_RETRYABLE))
         if self._sentinel is None:
             return aioredis.Redis.from_url(
-                self._url, single_connection_client=single_connection_client,
+                self._url, single_connection_client=reader,
                 connection_class=_SSLConnection if self._url.startswith("rediss://")
                 else _Connection, **options)
         pool = SentinelConnectionPool(self._master, self._sentinel, is_master=True,
                                       connection_class=_SentinelConnection, **options)
-        client = aioredis.Redis(connection_pool=pool,
-                                single_connection_client=single_connection_client)
+        client = aioredis.Redis(connection_pool=pool, single_connection_client=reader)
         client.auto_close_connection_pool = True  # the client owns its pool, as from_url's
         return client
 
@@ -356,22 +382,52 @@ class RedisStreamsBus(Bus):
                 log.warning("dropping malformed entry %s on %s", entry_id, stream)
         return out
 
-    async def consume(
+    async def _reading(
+        self, what: str, read: Callable[[aioredis.Redis], AsyncIterator[list[Delivery]]],
+    ) -> AsyncIterator[list[Delivery]]:
+        """`read`'s batches for as long as they are wanted, whatever Redis does meanwhile: a
+        read that fails starts again on a new connection (so, through Sentinels, at the current
+        primary), after a back-off."""
+        backoff, failures = _backoff(), 0
+        while True:
+            reader = self._client(reader=True)
+            self._readers.add(reader)
+            try:
+                async with aclosing(read(reader)) as batches:
+                    async for batch in batches:
+                        failures = 0
+                        yield batch
+            except (*_RETRYABLE, ResponseError) as exc:
+                # NOGROUP: Redis came back without its data (no persistence); `read` makes the
+                # group again
+                if isinstance(exc, ResponseError) and "NOGROUP" not in str(exc):
+                    raise
+                _honour_cancellation()
+                failures += 1
+                (log.warning if failures == 1 else log.debug)(
+                    "reading %s failed (%s: %s); reading again", what, type(exc).__name__, exc)
+            finally:
+                self._readers.discard(reader)
+                await reader.aclose()
+            await asyncio.sleep(backoff.compute(failures))
+
+    def consume(
         self, stream: str, group: str, consumer: str, start: str = "$",
         claim_idle_ms: int = CLAIM_IDLE_MS,
     ) -> AsyncIterator[list[Delivery]]:
         key = self._k(stream)
-        reader = self._client(single_connection_client=True)
-        self._readers.add(reader)
-        try:
+
+        async def read(reader: aioredis.Redis) -> AsyncIterator[list[Delivery]]:
             try:
-                await self.redis.xgroup_create(key, group, id=start, mkstream=True)
+                await reader.xgroup_create(key, group, id=start, mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
             loop = asyncio.get_running_loop()
             next_claim = 0.0
+            position = "0"  # this consumer's own pending entries first: read, not acknowledged
             while True:
+                _honour_cancellation()
                 if loop.time() >= next_claim:
                     next_claim = loop.time() + CLAIM_EVERY_S
                     _, claimed, *_ = await reader.xautoclaim(
@@ -381,35 +437,36 @@ class RedisStreamsBus(Bus):
                         await self._replicated(reader)
                         yield batch
                 reply = await reader.xreadgroup(
-                    group, consumer, {key: ">"}, count=READ_BATCH, block=BLOCK_MS
-                )
-                if reply:
+                    group, consumer, {key: position}, count=READ_BATCH,
+                    block=BLOCK_MS if position == ">" else None)
+                entries = [entry for _, found in reply or () for entry in found]
+                if position != ">":
+                    position = entries[-1][0].decode() if len(entries) == READ_BATCH else ">"
+                if entries:
                     await self._replicated(reader)
-                for _, entries in reply or ():
-                    if batch := self._deliveries(stream, entries):
-                        yield batch
-        finally:
-            self._readers.discard(reader)
-            await reader.aclose()
+                if batch := self._deliveries(stream, entries):
+                    yield batch
 
-    async def tail(self, stream: str, after: str = "$") -> AsyncIterator[list[Delivery]]:
+        return self._reading(stream, read)
+
+    def tail(self, stream: str, after: str = "$") -> AsyncIterator[list[Delivery]]:
         key = self._k(stream)
-        reader = self._client(single_connection_client=True)
-        self._readers.add(reader)
         position = after
-        try:
+
+        async def read(reader: aioredis.Redis) -> AsyncIterator[list[Delivery]]:
+            nonlocal position
             if position == "$":
                 info = await reader.xinfo_stream(key) if await reader.exists(key) else None
                 position = info["last-generated-id"].decode() if info else "0-0"
             while True:
+                _honour_cancellation()
                 reply = await reader.xread({key: position}, count=READ_BATCH, block=BLOCK_MS)
                 for _, entries in reply or ():
                     position = entries[-1][0].decode()
                     if batch := self._deliveries(stream, entries):
                         yield batch
-        finally:
-            self._readers.discard(reader)
-            await reader.aclose()
+
+        return self._reading(stream, read)
 
     async def ack(self, stream: str, group: str, ids: Iterable[str], delete: bool = False) -> None:
         ids = list(ids)
