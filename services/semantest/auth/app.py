@@ -55,8 +55,16 @@ class AuthService:
         await self.bus.publish(reply_to, {"t": p.DELIVER_HTTP_REPLY, "rid": rid})
 
     async def consume(self) -> None:
+        """Answer requests for as long as auth runs: the bus reads again after a Redis failure,
+        and a request that cannot be answered is logged and left to its gateway's timeout."""
         async for batch in self.bus.consume(p.AUTH_REQUESTS, p.AUTH_GROUP, self.consumer):
-            await asyncio.gather(*(self.answer(delivery) for delivery in batch))
+            answered = await asyncio.gather(*(self.answer(delivery) for delivery in batch),
+                                            return_exceptions=True)
+            for delivery, outcome in zip(batch, answered, strict=True):
+                if isinstance(outcome, Exception):
+                    log.error("cannot answer auth request entry %s", delivery.id,
+                              exc_info=outcome)
+                    self.metrics.bus_errors.add(1, {"stream": p.AUTH_REQUESTS})
             await self.bus.ack(p.AUTH_REQUESTS, p.AUTH_GROUP, [d.id for d in batch])
 
 
