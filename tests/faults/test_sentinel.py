@@ -24,7 +24,7 @@ from tests.faults.harness import FAULT_REPEAT, SUMMARIES, Cluster, Fault, run
 from tests.faults.sentinel import SentinelGroup
 
 SILENCE_BOUND_S = 10.0
-"""No result for longer than this is a failure: 1 s to notice, ~2 s to promote, the rest to
+"""No result for longer than this is a failure: 3 s to notice, ~2 s to promote, the rest to
 reconnect and retry (docs/architecture.md, "Failover"; measured numbers there)."""
 
 promotions: list[float] = []
