@@ -175,8 +175,11 @@ class Converger:
 
         `status_only`: a child reported new status and nothing else, so re-reading the cluster
         and re-evaluating its status is enough (a full pass follows if the spec moved on).
-        A pass that stops on a problem that may go away by itself (a Secret still missing) is
-        tried again after RETRY_DELAY, as kopf retries the spec handlers; one the API server
+        A pass that stops on a problem that may go away by itself (a Secret still missing), or
+        leaves the cluster Progressing, is tried again after RETRY_DELAY, as kopf retries the
+        spec handlers: the status then follows the workloads even if a watch event about them
+        was missed (a status once stayed at 'waiting for router 1/2' with every Deployment
+        Ready); one the API server
         failed is tried again after a growing delay (TRANSIENT_DELAYS), with one log line.
         """
         key = (namespace, name)
@@ -193,7 +196,8 @@ class Converger:
             self._retry_later(key, self.transient_delay(key, exc))
             return
         self._failures.pop(key, None)
-        if outcome and outcome.problem and not outcome.problem.permanent:
+        if outcome and (outcome.status.get("phase") == "Progressing"
+                        or (outcome.problem and not outcome.problem.permanent)):
             self._retry_later(key, RETRY_DELAY)
 
     def transient_delay(self, key: tuple[str, str], exc: BaseException) -> float:
