@@ -32,6 +32,7 @@ from semantest_operator import resources
 # kind -> (URL prefix of its group/version, plural)
 KINDS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
+    "Pod": ("/api/v1", "pods"),
     "Secret": ("/api/v1", "secrets"),
     "Service": ("/api/v1", "services"),
     "Deployment": ("/apis/apps/v1", "deployments"),
@@ -156,6 +157,25 @@ class Kube:
             body=manifest,
             content_type="application/apply-patch+yaml",
         )
+
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int,
+                    manager: str) -> None:
+        """Set replicas through the scale subresource, as a HorizontalPodAutoscaler does."""
+        await self._call("PATCH", _path(kind, namespace, name, "scale"),
+                         query=[("fieldManager", manager)],
+                         body={"spec": {"replicas": replicas}},
+                         content_type="application/merge-patch+json")
+
+    async def annotate(self, kind: str, namespace: str, name: str,
+                       annotations: Mapping[str, str]) -> None:
+        """Merge annotations into an object; gone already is fine."""
+        try:
+            await self._call("PATCH", _path(kind, namespace, name),
+                             body={"metadata": {"annotations": dict(annotations)}},
+                             content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     async def create(self, manifest: Mapping[str, Any]) -> bool:
         """Create unless it exists; True when this call created it. Never overwrites."""

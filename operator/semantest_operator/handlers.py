@@ -10,6 +10,7 @@ Converger; older versions had a kopf timer on the `N-tls` Secrets, whose finaliz
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import kopf
 
 from semantest.tracing import create_tracing
-from semantest_operator import reconcile, resources
+from semantest_operator import autopilot, reconcile, resources
 from semantest_operator.apply import Kube, transient
 
 CLUSTERS = (resources.GROUP, resources.VERSION, resources.PLURAL)
@@ -56,13 +57,18 @@ async def start_operator(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
             settings.watching.label_selectors[group, version, plural] = owned
     memo.kube = await Kube.connect()
     memo.tracing = create_tracing("semantest-operator")  # OTEL_* as for the hub (off unset)
-    memo.converger = reconcile.Converger(memo.kube, importlib.metadata.version("semantest-hub"))
+    version = importlib.metadata.version("semantest-hub")
+    memo.converger = reconcile.Converger(memo.kube, version)
+    memo.autopilot = autopilot.Autopilot(memo.kube, version, memo.autopilot_interval)
+    memo.autopilot_task = asyncio.create_task(memo.autopilot.run())
 
 
 @kopf.on.cleanup()
 async def stop_operator(memo: kopf.Memo, **_: Any) -> None:
-    """Stop pending retries and close the API client."""
+    """Stop pending retries and the auto-pilot, and close the API client."""
     memo.converger.close()
+    memo.autopilot_task.cancel()
+    await asyncio.gather(memo.autopilot_task, return_exceptions=True)
     await memo.kube.close()
     memo.tracing.flush()
 
@@ -70,11 +76,13 @@ async def stop_operator(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(*CLUSTERS)
 @kopf.on.create(*CLUSTERS)
 @kopf.on.update(*CLUSTERS)
-async def reconcile_cluster(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def reconcile_cluster(name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo,
+                            **_: Any) -> None:
     """Make the children what the spec implies, then report it in status (see reconcile.py).
     A pass the API server failed (429, 5xx, no connection) is retried with backoff, and never
-    reported as degradation."""
+    reported as degradation. The auto-pilot follows the cluster when its gateways scale on load."""
     key = (namespace or "", name)
+    memo.autopilot.follow(*key, body)
     try:
         span = {"semantest.cluster": f"{namespace}/{name}"}
         with memo.tracing.span("reconcile", attributes=span):

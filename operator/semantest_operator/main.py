@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import kopf
 
 from semantest_operator import (
+    autopilot,
     handlers,  # noqa: F401  (importing registers the handlers)
     resources,
 )
@@ -48,6 +49,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--liveness", metavar="URL", default=None,
         help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--autopilot-interval", type=float, default=autopilot.INTERVAL_S, metavar="SECONDS",
+        help="how often the auto-pilot reads gateway load (default: %(default)s)",
     )
     parser.add_argument("--log-format", choices=sorted(LOG_FORMATS), default="full")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -83,5 +88,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         peering_name=None if args.standalone else args.peering,
         priority=priority,
         liveness_endpoint=args.liveness,
-        memo=kopf.Memo(watched_paths=watched_paths(args.namespace)),
+        memo=kopf.Memo(watched_paths=watched_paths(args.namespace),
+                       autopilot_interval=args.autopilot_interval),
     )

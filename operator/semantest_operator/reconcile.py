@@ -602,6 +602,9 @@ class Pass:
                 "readyReplicas": workload.ready,
                 "selector": resources.selector_string(cluster, component),
             }
+            decided = (self.previous.get(component) or {}).get("autoscaling")
+            if status[component] and decided and cluster.autopiloted(component):
+                status[component]["autoscaling"] = decided  # the auto-pilot's, kept as it is
         status["tls"] = tls_state.status
         return status
 

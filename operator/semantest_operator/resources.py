@@ -115,7 +115,13 @@ class Cluster:
         return str(self.spec["tls"]["mode"])
 
     def autoscaled(self, component: str) -> bool:
+        """Replicas left to someone else: an autoscaler, or the auto-pilot."""
         return bool(self.spec[component]["autoscaling"]["enabled"])
+
+    def autopiloted(self, component: str) -> bool:
+        """Replicas set by the operator's auto-pilot (autopilot.py), not an autoscaler."""
+        scaling = self.spec[component]["autoscaling"]
+        return bool(scaling["enabled"]) and scaling.get("mode", "cpu") == "load"
 
 
 # ---- names, labels, references ------------------------------------------------------------
@@ -690,7 +696,7 @@ def desired(cluster: Cluster, tls_hash: str = "") -> list[Manifest]:
         children.append(deployment(cluster, component, tls_hash))
     for component in cluster.components:
         children += [service(cluster, component), disruption_budget(cluster, component)]
-        if cluster.autoscaled(component):
+        if cluster.autoscaled(component) and not cluster.autopiloted(component):
             children.append(autoscaler(cluster, component))
     if cluster.tls_enabled and cluster.tls_mode == "certManager":
         children.append(certificate(cluster))

@@ -126,6 +126,8 @@ RBAC_RULES = [
      "verbs": ["update"]},
     {"apiGroups": ["apps"], "resources": ["deployments"],
      "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"],
      "verbs": ["list", "watch", "create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["services"],
@@ -173,7 +175,7 @@ def operator(
 ) -> Iterator[Operator]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     process = Operator(k8s_plane, operator_kubeconfig, log, "--standalone",
-                       f"--namespace={PREFIX}-*").start()
+                       f"--namespace={PREFIX}-*", "--autopilot-interval=1").start()
     yield process
     process.stop()
 
