@@ -133,6 +133,15 @@ def _owns_replicas(deployment: Mapping[str, Any]) -> bool:
     return False
 
 
+def _autopilot_free(previous: Any, new: Any) -> Any:
+    """A component's previous status without the auto-pilot's decision (autopilot.py writes
+    that, and a pass neither repeats it, which could bring back an older one, nor counts it as
+    a change), unless the pass says something about it."""
+    if isinstance(previous, dict) and isinstance(new, dict) and "autoscaling" not in new:
+        return {k: v for k, v in previous.items() if k != "autoscaling"}
+    return previous
+
+
 class Converger:
     """Runs passes, at most one at a time per cluster, against one API client."""
 
@@ -602,9 +611,9 @@ class Pass:
                 "readyReplicas": workload.ready,
                 "selector": resources.selector_string(cluster, component),
             }
-            decided = (self.previous.get(component) or {}).get("autoscaling")
-            if status[component] and decided and cluster.autopiloted(component):
-                status[component]["autoscaling"] = decided  # the auto-pilot's, kept as it is
+            stale = "autoscaling" in (self.previous.get(component) or {})
+            if status[component] and stale and not cluster.autopiloted(component):
+                status[component]["autoscaling"] = None  # the auto-pilot's, no longer true
         status["tls"] = tls_state.status
         return status
 
@@ -639,7 +648,7 @@ class Pass:
 
     async def write(self, status: dict[str, Any]) -> None:
         """Patch the status when it differs, and tell about the transitions that matter."""
-        changed = {k: v for k, v in status.items() if self.previous.get(k) != v}
+        changed = {k: v for k, v in status.items() if _autopilot_free(self.previous.get(k), v) != v}
         if not changed:
             return
         await self.kube.patch_status(
