@@ -363,6 +363,8 @@ class Pass:
         status = self.healthy(objs, tls_state)
         if status.get("redis") is not None:  # keep what only a full pass looks at
             status["redis"] = {**(self.previous.get("redis") or {}), **status["redis"]}
+            if redis_sentinel.enabled(self.cluster):  # a failover moves the primary: ask again
+                status["redis"].update(await redis_sentinel.status(self.kube, self.cluster))
         await self.report(status)
         return Outcome(status, None)
 
