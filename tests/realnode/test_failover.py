@@ -127,3 +127,37 @@ def test_rolling_upgrade_to_a_new_tag_loses_no_command(realnode: RealNode, hub: 
         assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {
             f"{repo}:{new_tag}"}, component
         assert not {p["metadata"]["name"] for p in pods} & before
+
+
+def test_gateways_follow_their_connections_and_a_scale_down_loses_no_command(
+        realnode: RealNode, hub: Hub) -> None:
+    """The auto-pilot on real pods: the operator (in its pod) reads each gateway pod's
+    /metrics over the pod network and scales the gateways, under load."""
+
+    def autopilot(percent: int) -> None:
+        sets = {"maxConnections": "10", "autoscaling.enabled": "true",
+                "autoscaling.mode": "load", "autoscaling.minReplicas": "1",
+                "autoscaling.maxReplicas": "3", "autoscaling.scaleDownStabilizationSeconds": "10",
+                "autoscaling.targetConnectionsPercent": str(percent)}
+        helm(realnode, "upgrade", RELEASE, str(CHART), "-n", RELEASE, "--reuse-values",
+             *[a for k, v in sets.items() for a in ("--set", f"cluster.spec.gateway.{k}={v}")],
+             "--wait", "--timeout=5m")
+
+    def gateways() -> int:
+        return int(hub.deployments()["gateway"]["spec"]["replicas"])
+
+    autopilot(percent=20)  # two connections per gateway
+    wait_for(lambda: gateways() == 1, 180, "one gateway while nothing is connected")
+    load = start_load(hub, seconds=120)  # 4 clients + 2 extensions: 6 connections
+    try:
+        wait_for(lambda: gateways() == 3, 120, "three gateways for six connections")
+        autopilot(percent=40)  # four per gateway: one gateway too many, removed under load
+        wait_for(lambda: gateways() == 2, 120, "two gateways for six connections")
+        wait_for(lambda: len(serving(hub, "gateway")) == 2 and len(hub.pods("gateway")) == 2,
+                 120, "the third gateway drained and gone")
+    finally:
+        seen = finish(load)
+    assert_each_ended_once(seen, all_succeed=True)
+    decided = hub.stc()["status"]["gateway"]["autoscaling"]
+    assert decided["metric"] == "connections" and decided["target"] == 4, decided
+    wait_for(lambda: gateways() == 1, 180, "one gateway again once the load is gone")
