@@ -45,7 +45,8 @@ OBSERVE_TIMEOUT_S = 1.0
 # The scripts read: REDIS_PASSWORD, SELF_HOST (default `$(hostname).$DOMAIN`), PORT, SENTINELS
 # ("host:port ..."), FIRST ("host:port": the primary of a fresh group), MASTER, DIR; the
 # Sentinel's also QUORUM, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS. tests/faults/test_sentinel_scripts.py
-# runs them against real redis-server and redis-sentinel processes.
+# runs them against real redis-server processes (a Sentinel is `redis-server --sentinel`, which
+# every Redis image has; some lack the `redis-sentinel` name).
 _ASK_SENTINELS = r"""
 ask_sentinels() {  # prints "host port" of the primary the first answering Sentinel names
   for sentinel in $SENTINELS; do
@@ -91,7 +92,7 @@ sentinel down-after-milliseconds $MASTER $DOWN_AFTER_MS
 sentinel failover-timeout $MASTER $FAILOVER_TIMEOUT_MS
 sentinel parallel-syncs $MASTER 1
 EOF
-exec redis-sentinel "$DIR/sentinel.conf"
+exec redis-server "$DIR/sentinel.conf" --sentinel
 """
 
 

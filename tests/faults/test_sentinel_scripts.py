@@ -1,5 +1,5 @@
 """The start scripts of the operator's Sentinel mode (semantest_operator/redis_sentinel.py), run
-as the pods run them, with real redis-server and redis-sentinel processes on loopback ports.
+as the pods run them, with real redis-server processes (data nodes and Sentinels) on loopback ports.
 
 No kubelet runs here, so the pods' only logic is tested this way: a fresh group makes pod 0 the
 primary; a primary that comes back after a failover starts as a replica of the new one; a
