@@ -208,6 +208,9 @@ class Converger:
         if outcome and (outcome.status.get("phase") == "Progressing"
                         or (outcome.problem and not outcome.problem.permanent)):
             self._retry_later(key, RETRY_DELAY)
+        elif outcome and "primary" in (outcome.status.get("redis") or {}):
+            # a Sentinel group's primary moves without any Kubernetes event: look again
+            self._retry_later(key, RETRY_DELAY, status_only=True)
 
     def transient_delay(self, key: tuple[str, str], exc: BaseException) -> float:
         """The next delay for a cluster whose pass the API server failed, and one log line."""
@@ -243,9 +246,9 @@ class Converger:
         """A child went: the next event about that name is news."""
         self._seen.pop((namespace, kind, name), None)
 
-    def _retry_later(self, key: tuple[str, str], delay: float) -> None:
+    def _retry_later(self, key: tuple[str, str], delay: float, status_only: bool = False) -> None:
         if key not in self._retries:
-            self._retries[key] = asyncio.create_task(self._retry(*key, delay))
+            self._retries[key] = asyncio.create_task(self._retry(*key, delay, status_only))
 
     def close(self) -> None:
         """Cancel the retries and renewal checks still waiting (the operator is stopping)."""
@@ -254,10 +257,10 @@ class Converger:
         for handle in self._renewals.values():
             handle.cancel()
 
-    async def _retry(self, namespace: str, name: str, delay: float) -> None:
+    async def _retry(self, namespace: str, name: str, delay: float, status_only: bool) -> None:
         await asyncio.sleep(delay)
         del self._retries[(namespace, name)]
-        await self.nudge(namespace, name)
+        await self.nudge(namespace, name, status_only=status_only)
 
     def _schedule_renewal(self, key: tuple[str, str], at: datetime.datetime | None) -> None:
         """One pending renewal check per self-signed cluster, at the renewal time or within

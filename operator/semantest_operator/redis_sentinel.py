@@ -41,6 +41,9 @@ DOWN_AFTER_MS = 5000
 """Silence after which a Sentinel calls the primary down (a pod restart takes longer)."""
 FAILOVER_TIMEOUT_MS = 60000
 OBSERVE_TIMEOUT_S = 1.0
+PROMOTION_WAIT_S = 2 * DOWN_AFTER_MS // 1000 + 10
+"""How long a restarted data pod the Sentinels still name primary waits for them to promote
+a replica (they call it down after DOWN_AFTER_MS, then elect and promote)."""
 
 # The scripts read: REDIS_PASSWORD, SELF_HOST (default `$(hostname).$DOMAIN`), PORT, SENTINELS
 # ("host:port ..."), FIRST ("host:port": the primary of a fresh group), MASTER, DIR; the
@@ -56,7 +59,7 @@ ask_sentinels() {  # prints "host port" of the primary the first answering Senti
       || true)"
     case "$answer" in *[!\ ]\ [0-9]*) echo "$answer"; return ;; esac
   done
-  echo "${FIRST%:*} ${FIRST##*:}"
+  echo "${FIRST%:*} ${FIRST##*:} first"  # no Sentinel answered: a fresh group
 }
 """
 REDIS_SCRIPT = r"""#!/bin/sh
@@ -65,6 +68,16 @@ set -eu
 SELF_HOST="${SELF_HOST:-$(hostname).$DOMAIN}"
 """ + _ASK_SENTINELS + r"""
 set -- $(ask_sentinels)
+# Named primary by Sentinels that have not yet noticed this pod went: starting as primary would
+# serve what this pod has (nothing without a volume) and have the replicas copy it. Give them
+# PROMOTION_WAIT_S to promote a replica (this pod does not answer meanwhile), then follow it.
+waited=0
+while [ "$1" = "$SELF_HOST" ] && [ "$2" = "$PORT" ] && [ "${3:-}" != first ] \
+    && [ "$waited" -lt "${PROMOTION_WAIT_S:-20}" ]; do
+  sleep 1
+  waited=$((waited + 1))
+  set -- $(ask_sentinels)
+done
 replicaof=""
 if [ "$1" != "$SELF_HOST" ] || [ "$2" != "$PORT" ]; then replicaof="--replicaof $1 $2"; fi
 exec redis-server --port "$PORT" --requirepass "$REDIS_PASSWORD" \
@@ -194,6 +207,9 @@ def _statefulset(cluster: r.Cluster, component: str, replicas: int,
             "--no-auth-warning ping | grep -q PONG")
     container = {
         "image": _managed(cluster)["image"], "imagePullPolicy": "IfNotPresent",
+        # the data script may wait for a promotion first (PROMOTION_WAIT_S)
+        "startupProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 2,
+                         "failureThreshold": 30},
         "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10},
         "readinessProbe": {"exec": {"command": ["sh", "-c", ping]}, "periodSeconds": 5},
         "securityContext": r._CONTAINER_SECURITY, **container}
@@ -232,7 +248,8 @@ def _data_statefulset(cluster: r.Cluster) -> r.Manifest:
     storage = managed["storage"]
     container = {
         "name": "redis", "command": ["/scripts/redis.sh"],
-        "env": [*_script_env(cluster, "redis", r.REDIS_PORT), {"name": "DIR", "value": "/data"}],
+        "env": [*_script_env(cluster, "redis", r.REDIS_PORT), {"name": "DIR", "value": "/data"},
+                {"name": "PROMOTION_WAIT_S", "value": str(PROMOTION_WAIT_S)}],
         "ports": [{"name": "redis", "containerPort": r.REDIS_PORT, "protocol": "TCP"}],
         "resources": managed["resources"], "volumeMounts": _mounts("data")}
     volumes = [] if storage["enabled"] else [{"name": "data", "emptyDir": {}}]

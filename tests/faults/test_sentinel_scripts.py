@@ -9,6 +9,7 @@ each node on its own port, as pods differ by name.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -136,3 +137,26 @@ def test_the_scripts_form_a_group_that_survives_failovers(
     sentinels[0].start()  # a fresh config file: it must monitor the current primary
     until("the restarted Sentinel to name the promoted primary",
           lambda: named_primary(sentinels) == promoted.port)
+
+
+@pytest.mark.timeout(180)
+def test_a_primary_back_before_the_sentinels_noticed_waits_and_follows(
+        pods: tuple[list[ScriptPod], list[ScriptPod]]) -> None:
+    """A primary pod restarted at once (no volume: it comes back empty) is still named primary
+    by the Sentinels: it must not serve as one, or the replicas would copy its empty data."""
+    data, sentinels = pods
+    first = data[0]
+    until("pod 0 to lead two replicas", lambda: replicas_of(first) == 2
+          and named_primary(sentinels) == first.port)
+    with first.client() as client:
+        client.set("k", "v")
+        assert client.wait(2, 2000) == 2
+    first.kill()
+    shutil.rmtree(first.dir / "appendonlydir", ignore_errors=True)  # as an emptyDir after a restart
+    first.start()  # at once: the Sentinels still name it primary
+    until("a replica to be promoted", lambda: named_primary(sentinels) not in (0, first.port))
+    promoted = next(pod for pod in data if pod.port == named_primary(sentinels))
+    until("the restarted pod to follow it", lambda: replicas_of(promoted) == 2)
+    for pod in data:
+        with pod.client() as client:
+            assert client.get("k") == "v", pod.port
