@@ -9,16 +9,20 @@ and reaches its gateway Service at its ClusterIP (kube-proxy routes it from the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.chart.chart import REPO, load_yaml
+from tests.chart.chart import CHART, REPO, load_yaml
 from tests.chart.test_skaffold import sets_from
 from tests.conftest import run_node
 from tests.k8s.plane import ControlPlane, wait_for
+
+from .node import RealNode
 
 TOUR = Path(__file__).resolve().parent / "js" / "tour.mjs"
 READY_TIMEOUT = 300  # s: a cold node pulls nothing, but five pods start on two shared cores
@@ -30,6 +34,27 @@ def helm(plane: ControlPlane, *args: str, timeout: float = 400) -> str:
                           capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
+
+
+@contextlib.contextmanager
+def installed(realnode: RealNode, release: str, sets: dict[str, str],
+              timeout_s: int = 300) -> Iterator[Hub]:
+    """`helm install` of the chart as `release` in a namespace of that name, with a hub of that
+    name on the node's image (no Redis volume), Ready; uninstalled afterwards."""
+    repo, tag = realnode.images["hub"].rsplit(":", 1)
+    sets = {"image.repository": repo, "image.tag": tag, "cluster.enabled": "true",
+            "cluster.name": release, "operator.peering.name": release,
+            "cluster.spec.redis.managed.storage.enabled": "false", **sets}
+    helm(realnode, "install", release, str(CHART), "-n", release, "--create-namespace",
+         *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], "--wait",
+         f"--timeout={timeout_s}s", timeout=timeout_s + 100)
+    hub = Hub(realnode, release, release)
+    hub.wait_ready()
+    try:
+        yield hub
+    finally:
+        helm(realnode, "uninstall", release, "-n", release, "--wait", "--timeout=3m")
+        realnode.kubectl("delete", "namespace", release, "--wait=false", check=False)
 
 
 def skaffold_release() -> dict[str, Any]:

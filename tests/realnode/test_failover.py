@@ -18,7 +18,7 @@ from tests.chart.chart import CHART
 from tests.conftest import JS
 from tests.k8s.plane import wait_for
 
-from .hub import TOUR, Hub, helm, ready_pods
+from .hub import TOUR, Hub, helm, installed, ready_pods
 from .node import RealNode
 
 LOAD = TOUR.with_name("load.mjs")
@@ -27,19 +27,10 @@ RELEASE = "failover"
 
 @pytest.fixture(scope="module")
 def hub(realnode: RealNode) -> Iterator[Hub]:
-    repo, tag = realnode.images["hub"].rsplit(":", 1)
-    sets = {"image.repository": repo, "image.tag": tag, "cluster.enabled": "true",
-            "cluster.name": RELEASE, "operator.peering.name": RELEASE,
-            "cluster.spec.redis.managed.storage.enabled": "false",
-            "cluster.spec.gateway.replicas": "2", "cluster.spec.router.replicas": "2",
-            "cluster.spec.auth.replicas": "1"}
-    helm(realnode, "install", RELEASE, str(CHART), "-n", RELEASE, "--create-namespace",
-         *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], "--wait", "--timeout=5m")
-    hub = Hub(realnode, RELEASE, RELEASE)
-    hub.wait_ready()
-    yield hub
-    helm(realnode, "uninstall", RELEASE, "-n", RELEASE, "--wait", "--timeout=3m")
-    realnode.kubectl("delete", "namespace", RELEASE, "--wait=false", check=False)
+    with installed(realnode, RELEASE, {"cluster.spec.gateway.replicas": "2",
+                                       "cluster.spec.router.replicas": "2",
+                                       "cluster.spec.auth.replicas": "1"}) as made:
+        yield made
 
 
 def start_load(hub: Hub, seconds: int) -> subprocess.Popen[str]:
