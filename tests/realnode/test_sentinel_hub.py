@@ -39,6 +39,10 @@ def test_deleting_the_primary_pod_under_load_loses_no_command(realnode: RealNode
                                                               hub: Hub) -> None:
     old = primary(hub)
     assert old.startswith(f"{RELEASE}-redis-"), hub.stc()["status"].get("redis")
+    # both replicas in sync first: until then every acknowledged step is refused (no replica
+    # confirms it), which is the documented guarantee, not what this test is about
+    wait_for(lambda: [r["state"] for r in hub.stc()["status"]["redis"]["replicaStates"]]
+             == ["online", "online"], 120, "both replicas online")
     load = start_load(hub, seconds=90)
     time.sleep(10)
     realnode.kubectl("delete", "pod", old, "-n", RELEASE, "--wait=false")

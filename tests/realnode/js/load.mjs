@@ -26,6 +26,9 @@ function socket(auth) {
   const s = io(url, { auth: { apiKey, ...auth }, transports: ['websocket'], reconnectionDelayMax: 1000 });
   sockets.push(s);
   s.io.on('reconnect', () => { reconnects += 1; });
+  // A connection the server refused (e.g. INTERNAL while no replica confirms a write) is not
+  // retried by socket.io-client itself: connect again, as its docs say a client should.
+  s.on('connect_error', () => { if (!s.active) setTimeout(() => s.connect(), 500); });
   return s;
 }
 
