@@ -78,7 +78,7 @@ class Window:
 
 def _ready(pod: Mapping[str, Any]) -> bool:
     status = pod.get("status") or {}
-    return bool(status.get("podIP")) and not pod["metadata"].get("deletionTimestamp") and any(
+    return bool(status.get("podIP")) and any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or [])
 
