@@ -162,3 +162,17 @@ def test_mode_load_is_refused_for_routers_and_auth(hub: Hub) -> None:
         assert refused.returncode != 0
         assert f"spec.{component}.autoscaling.mode" in refused.stderr
         assert "gateway only" in refused.stderr
+
+
+def test_load_settings_out_of_range_are_refused(hub: Hub) -> None:
+    for field, value in (("targetConnectionsPercent", 0), ("targetConnectionsPercent", 101),
+                         ("scaleDownStabilizationSeconds", -1),
+                         ("scaleDownStabilizationSeconds", 3601)):
+        body = {"apiVersion": "semantest.io/v1alpha1", "kind": "SemantestCluster",
+                "metadata": {"name": "bad-range"},
+                "spec": {"gateway": {"autoscaling": {"enabled": True, "mode": "load",
+                                                     field: value}}}}
+        refused = hub.plane.kubectl("apply", "-n", hub.ns, "-f", "-", input=json.dumps(body),
+                                    check=False)
+        assert refused.returncode != 0, (field, value)
+        assert f"spec.gateway.autoscaling.{field}" in refused.stderr, refused.stderr
