@@ -30,6 +30,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
+from semantest_operator.resources import MANAGER
 from tests.chart.chart import CHART
 
 from .plane import ControlPlane, free_port, wait_for
@@ -293,10 +294,12 @@ def test_transient_api_errors_are_retried_without_degrading(
     after = hub.condition("Degraded")
     assert (after["status"], after["lastTransitionTime"]) == (
         "False", degraded["lastTransitionTime"])  # never flipped
-    warnings = hub.json("events", "--field-selector", "type=Warning")["items"]
+    # Only the operator's own: the API server's controllers post Warnings of their own here
+    # (e.g. "Cluster IP ... is not allocated; repairing" from its IP allocator).
+    warnings = [event for event in hub.json("events", "--field-selector", "type=Warning")["items"]
+                if event.get("reportingComponent") == MANAGER]
     assert warnings == []
-    assert "the API server failed the pass" in hub.operator.output() or \
-        "the API server failed" in hub.operator.output()
+    assert "the API server failed" in hub.operator.output()
 
 
 # ---- 3: replicas 0 -------------------------------------------------------------------------
