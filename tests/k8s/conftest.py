@@ -34,10 +34,12 @@ test that needs Deployment readiness patches the status subresource itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -57,24 +59,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     mark_tier(config, mine, pytest.mark.k8s, START_TIMEOUT)
 
 
-@pytest.fixture(scope="session")
-def k8s_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A started control plane shared by the session; see the module docstring."""
+@contextlib.contextmanager
+def started_plane(workdir: Path) -> Iterator[ControlPlane]:
+    """A control plane started in `workdir`, stopped on exit (also when the start fails)."""
     try:
         bin_dir = find_bin_dir(build=bool(os.environ.get("SEMANTEST_K8S_BUILD")))
     except PlaneError as e:
         pytest.fail(f"Kubernetes binaries not available; run `make testenv` first.\n{e}")
-    plane = ControlPlane(
-        bin_dir=bin_dir,
-        workdir=tmp_path_factory.mktemp("k8s-plane"),
-        start_timeout=START_TIMEOUT,
-    )
+    plane = ControlPlane(bin_dir=bin_dir, workdir=workdir, start_timeout=START_TIMEOUT)
     try:
         plane.start()
         _STARTED.append(plane)
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def k8s_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A started control plane shared by the session; see the module docstring."""
+    with started_plane(tmp_path_factory.mktemp("k8s-plane")) as plane:
+        yield plane
 
 
 @pytest.fixture

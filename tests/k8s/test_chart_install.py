@@ -75,16 +75,26 @@ def token_env(plane: ControlPlane, namespace: str, account: str, tmp: Path) -> d
 
 
 @contextlib.contextmanager
-def run_pod(plane: ControlPlane, namespace: str, name: str, tmp: Path) -> Iterator[Operator]:
+def run_pod(plane: ControlPlane, namespace: str, name: str, tmp: Path,
+            code: Path | None = None) -> Iterator[Operator]:
     """Run the operator Deployment's init container, then its operator container, as local
-    processes with the pod's ServiceAccount; yield the running operator; stop it afterwards."""
+    processes with the pod's ServiceAccount; yield the running operator; stop it afterwards.
+
+    `code`: a folder holding another version's `semantest_operator` package, which then runs
+    instead of this checkout's (as that version's image would)."""
     pod = deployment(plane, namespace, name)["spec"]["template"]["spec"]
     env = token_env(plane, namespace, pod["serviceAccountName"], tmp)
+    program = [str(VENV_BIN / "semantest-operator")]
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+        program = [str(VENV_BIN / "python"), "-c",
+                   "from semantest_operator.main import main; main()"]
     for init in pod.get("initContainers", []):
         command = [str(VENV_BIN / init["command"][0]), *init["command"][1:]]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, f"init container {init['name']} failed:\n{done.stderr}"
     container = pod["containers"][0]
+    assert container["command"] == ["semantest-operator"], container["command"]
     port = free_port()
     args = [
         f"--liveness=http://127.0.0.1:{port}/healthz" if a.startswith("--liveness=") else a
@@ -93,7 +103,7 @@ def run_pod(plane: ControlPlane, namespace: str, name: str, tmp: Path) -> Iterat
     log = tmp / "operator.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(VENV_BIN / container["command"][0]), *args],
+            [*program, *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
