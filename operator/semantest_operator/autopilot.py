@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import kopf
 from prometheus_client.parser import text_string_to_metric_families
 
 from semantest_operator import resources
@@ -107,15 +108,25 @@ class Autopilot:
         self._followed: set[tuple[str, str]] = set()
         self._windows: dict[tuple[str, str], Window] = {}
         self._http: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def follow(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        """Called on every reconcile: start or stop following the cluster, as its spec says."""
+        """Called by every reconcile (a kopf handler): start or stop following the cluster, as
+        its spec says. The loop starts with the first cluster to follow, from the handler, so
+        that it inherits the handler's context, where kopf's Event posting lives."""
         key = (namespace, name)
         if resources.Cluster.of(body, self._version).autopiloted(COMPONENT):
             self._followed.add(key)
+            if self._task is None:
+                self._task = asyncio.create_task(self.run())
         else:
             self._followed.discard(key)
             self._windows.pop(key, None)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
@@ -163,6 +174,9 @@ class Autopilot:
                                    MANAGER)
             status["lastScaleTime"] = _now()
             log.info("[%s/%s] gateways %d -> %d: %s", namespace, name, current, desired, reason)
+            # what an HPA posts on its own scales, so `kubectl describe stc` tells the story
+            kopf.event(body, type="Normal", reason="SuccessfulRescale",
+                       message=f"New gateway size: {desired}; reason: {reason}")
         await self._kube.patch_status(resources.KIND, namespace, name,
                                       {COMPONENT: {"autoscaling": status}})
 

@@ -10,7 +10,6 @@ Converger; older versions had a kopf timer on the `N-tls` Secrets, whose finaliz
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import logging
 from typing import Any
@@ -48,7 +47,7 @@ async def start_operator(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     )
     settings.posting.reporting_component = resources.MANAGER
     settings.posting.event_name_prefix = "semantest-"
-    settings.posting.level = logging.CRITICAL  # our own Events only (reconcile.py), no log echo
+    settings.posting.level = logging.CRITICAL  # our Events only (reconcile, autopilot), no log echo
     settings.watching.server_timeout = 300  # re-open every watch: no silently stuck stream
     settings.watching.client_timeout = 330
     owned = f"{resources.MANAGED_BY_LABEL}={resources.MANAGER}"
@@ -60,15 +59,13 @@ async def start_operator(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     version = importlib.metadata.version("semantest-hub")
     memo.converger = reconcile.Converger(memo.kube, version)
     memo.autopilot = autopilot.Autopilot(memo.kube, version, memo.autopilot_interval)
-    memo.autopilot_task = asyncio.create_task(memo.autopilot.run())
 
 
 @kopf.on.cleanup()
 async def stop_operator(memo: kopf.Memo, **_: Any) -> None:
     """Stop pending retries and the auto-pilot, and close the API client."""
     memo.converger.close()
-    memo.autopilot_task.cancel()
-    await asyncio.gather(memo.autopilot_task, return_exceptions=True)
+    await memo.autopilot.close()
     await memo.kube.close()
     memo.tracing.flush()
 

@@ -137,6 +137,8 @@ def test_gateway_replicas_follow_open_connections(hub: Hub, kubelet: Kubelet) ->
         status = hub.eventually(lambda: decided(hub).get("desiredReplicas") == 3 and decided(hub),
                                 "the decision in status")  # written just after the scale
         assert status["current"] == 5 and status["lastScaleTime"]
+        rescaled = hub.eventually(lambda: hub.events("SuccessfulRescale"), "a rescale Event")
+        assert rescaled[0]["message"].startswith("New gateway size: 3; reason: 5 connections")
     finally:
         connections.close()
     # The two new Pods are not Ready (no kubelet): no fall while they cannot be read ...
