@@ -117,7 +117,7 @@ class Autopilot:
         key = (namespace, name)
         if resources.Cluster.of(body, self._version).autopiloted(COMPONENT):
             self._followed.add(key)
-            if self._task is None:
+            if self._task is None or self._task.done():
                 self._task = asyncio.create_task(self.run())
         else:
             self._followed.discard(key)
