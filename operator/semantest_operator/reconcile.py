@@ -347,9 +347,8 @@ class Pass:
             reason = "InvalidSpec" if exc.status == 422 else "ApplyFailed"
             problem = Problem(reason, reason_of(exc), permanent=exc.status == 422)
         status = self.blocked(problem) if problem else self.healthy(workloads, tls_state)
-        if problem is None and redis_sentinel.enabled(self.cluster):
-            status["redis"] = {**(status["redis"] or {}),
-                               **await redis_sentinel.status(self.kube, self.cluster)}
+        if problem is None:
+            await self.observe_sentinels(status)
         await self.report(status)
         return Outcome(status, problem, self.recheck_at, workloads, self.applied)
 
@@ -366,10 +365,16 @@ class Pass:
         status = self.healthy(objs, tls_state)
         if status.get("redis") is not None:  # keep what only a full pass looks at
             status["redis"] = {**(self.previous.get("redis") or {}), **status["redis"]}
-            if redis_sentinel.enabled(self.cluster):  # a failover moves the primary: ask again
-                status["redis"].update(await redis_sentinel.status(self.kube, self.cluster))
+            await self.observe_sentinels(status)
         await self.report(status)
         return Outcome(status, None)
+
+    async def observe_sentinels(self, status: dict[str, Any]) -> None:
+        """A Sentinel group's primary and replicas into `status.redis`, asked at every pass: a
+        failover moves the primary without any Kubernetes event."""
+        if redis_sentinel.enabled(self.cluster):
+            status["redis"] = {**(status.get("redis") or {}),
+                               **await redis_sentinel.status(self.kube, self.cluster)}
 
     async def report(self, status: dict[str, Any]) -> None:
         """Write the status (when it changed), then post the pass's Events."""
