@@ -49,8 +49,8 @@ def installed(realnode: RealNode, release: str, sets: dict[str, str],
          *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], "--wait",
          f"--timeout={timeout_s}s", timeout=timeout_s + 100)
     hub = Hub(realnode, release, release)
-    hub.wait_ready()
     try:
+        hub.wait_ready()
         yield hub
     finally:
         helm(realnode, "uninstall", release, "-n", release, "--wait", "--timeout=3m")
