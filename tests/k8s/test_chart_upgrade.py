@@ -34,6 +34,8 @@ from tests.k8s.plane import ControlPlane, wait_for
 from tests.k8s.test_chart_install import (
     HUB_DEPLOYMENTS,
     Operator,
+    established,
+    fresh_namespace,
     helm,
     run_pod,
     status_observed,
@@ -95,16 +97,12 @@ def versions(plane: ControlPlane, namespace: str) -> dict[str, str]:
 def test_upgrading_from_the_previous_release_restarts_only_what_must(
     plane: ControlPlane, previous: Path, tmp_path: Path
 ) -> None:
-    namespace = "semantest"
-    plane.kubectl("create", "namespace", namespace)
-    wait_for(lambda: plane.kubectl("get", "serviceaccount", "default", "-n", namespace,
-                                   check=False).returncode == 0, 60, "the default ServiceAccount")
+    namespace = fresh_namespace(plane, "upgrade")
     operator = "semantest-operator"  # the release's name is the chart's: not repeated
 
     helm(plane, "install", "semantest", str(previous / "charts" / "semantest"), "-n", namespace,
          "--wait=false")
-    wait_for(lambda: plane.kubectl("get", "crd", "semantestclusters.semantest.io",
-                                   check=False).returncode == 0, 30, "the old CRD")
+    wait_for(lambda: established(plane, "semantestclusters.semantest.io"), 30, "the old CRD")
     with run_pod(plane, namespace, operator, own(tmp_path / "old"), code=previous / "operator"):
         plane.apply({"apiVersion": "semantest.io/v1alpha1", "kind": "SemantestCluster",
                      "metadata": {"name": CLUSTER},
