@@ -42,8 +42,9 @@ DOWN_AFTER_MS = 5000
 FAILOVER_TIMEOUT_MS = 60000
 OBSERVE_TIMEOUT_S = 1.0
 PROMOTION_WAIT_S = 2 * DOWN_AFTER_MS // 1000 + 10
-"""How long a restarted data pod the Sentinels still name primary waits for them to promote
-a replica (they call it down after DOWN_AFTER_MS, then elect and promote)."""
+"""How long a restarted data pod the Sentinels still name primary waits for them to promote a
+replica (they call it down after DOWN_AFTER_MS, then elect and promote) before it serves its own
+data, when they see no replica up; while they see one, it waits as long as they take."""
 
 # The scripts read: REDIS_PASSWORD, SELF_HOST (default `$(hostname).$DOMAIN`), PORT, SENTINELS
 # ("host:port ..."), FIRST ("host:port": the primary of a fresh group), MASTER, DIR; the
@@ -62,18 +63,32 @@ ask_sentinels() {  # prints "host port" of the primary the first answering Senti
   echo "${FIRST%:*} ${FIRST##*:} first"  # no Sentinel answered: a fresh group
 }
 """
+_REPLICAS_UP = r"""
+replicas_up() {  # prints how many replicas the first answering Sentinel sees up, else nothing
+  for sentinel in $SENTINELS; do
+    [ "$sentinel" = "$SELF_HOST:$PORT" ] && continue
+    flags="$(timeout 3 redis-cli -h "${sentinel%:*}" -p "${sentinel##*:}" -a "$REDIS_PASSWORD" \
+      --no-auth-warning sentinel replicas "$MASTER" 2>/dev/null || true)"
+    [ -n "$flags" ] || continue
+    echo "$flags" | awk 'previous == "flags" && $0 == "slave" { up++ } { previous = $0 }
+                         END { print up + 0 }'
+    return
+  done
+}
+"""
 REDIS_SCRIPT = r"""#!/bin/sh
 # A data pod: the primary the Sentinels name, or its replica; pod 0 on a fresh group.
 set -eu
 SELF_HOST="${SELF_HOST:-$(hostname).$DOMAIN}"
-""" + _ASK_SENTINELS + r"""
+""" + _ASK_SENTINELS + _REPLICAS_UP + r"""
 set -- $(ask_sentinels)
-# Named primary by Sentinels that have not yet noticed this pod went: starting as primary would
-# serve what this pod has (nothing without a volume) and have the replicas copy it. Give them
-# PROMOTION_WAIT_S to promote a replica (this pod does not answer meanwhile), then follow it.
+# Named primary by Sentinels that have not yet promoted a replica: starting as primary would
+# serve what this pod has (nothing without a volume, the last second's writes missing with one)
+# and have the replicas copy it. Wait (not answering) for them to promote one, as long as they
+# see a replica up; only when none is, after PROMOTION_WAIT_S, is this pod's data the best left.
 waited=0
-while [ "$1" = "$SELF_HOST" ] && [ "$2" = "$PORT" ] && [ "${3:-}" != first ] \
-    && [ "$waited" -lt "${PROMOTION_WAIT_S:-20}" ]; do
+while [ "$1" = "$SELF_HOST" ] && [ "$2" = "$PORT" ] && [ "${3:-}" != first ]; do
+  if [ "$waited" -ge "${PROMOTION_WAIT_S:-20}" ] && [ "$(replicas_up)" = 0 ]; then break; fi
   sleep 1
   waited=$((waited + 1))
   set -- $(ask_sentinels)
@@ -207,7 +222,7 @@ def _statefulset(cluster: r.Cluster, component: str, replicas: int,
             "--no-auth-warning ping | grep -q PONG")
     container = {
         "image": _managed(cluster)["image"], "imagePullPolicy": "IfNotPresent",
-        # the data script may wait for a promotion first (PROMOTION_WAIT_S)
+        # the data script may wait for a promotion first; a restart asks the Sentinels again
         "startupProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 2,
                          "failureThreshold": 30},
         "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10},
