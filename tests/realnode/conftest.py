@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import mark_tier
 from tests.k8s.plane import PlaneError, find_bin_dir
 
+from .hub import LOAD_RUNS
 from .node import (
     NodeError,
     RealNode,
@@ -87,3 +88,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"real node: {node.version}, started in {node.startup_seconds:.0f} s; "
             f"logs in {node.workdir}")
+    for line in LOAD_RUNS:
+        terminalreporter.write_line(f"load run, {line}")

@@ -25,6 +25,8 @@ from tests.k8s.plane import ControlPlane, wait_for
 from .node import RealNode
 
 TOUR = Path(__file__).resolve().parent / "js" / "tour.mjs"
+LOAD_RUNS: list[str] = []
+"""A line per load run of the failover tests, for the terminal summary (pass or fail)."""
 READY_TIMEOUT = 300  # s: a cold node pulls nothing, but five pods start on two shared cores
 
 

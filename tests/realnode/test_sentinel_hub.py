@@ -13,7 +13,7 @@ import pytest
 
 from tests.k8s.plane import wait_for
 
-from .hub import Hub, installed
+from .hub import LOAD_RUNS, Hub, installed
 from .node import RealNode
 from .test_failover import assert_each_ended_once, finish, start_load
 
@@ -34,6 +34,12 @@ def primary(hub: Hub) -> str:
     return str((hub.stc()["status"].get("redis") or {}).get("primary") or "").split(".")[0]
 
 
+def sentinel_logs(realnode: RealNode) -> str:
+    """What each Sentinel said (elections, promotions), for a failure's message."""
+    return "\n".join(realnode.kubectl("logs", f"{RELEASE}-redis-sentinel-{i}", "-n", RELEASE,
+                                       "--tail=60", check=False).stdout for i in range(3))
+
+
 @pytest.mark.timeout(1800)  # the first test of a run also starts the node; six Redis pods here
 def test_deleting_the_primary_pod_under_load_loses_no_command(realnode: RealNode,
                                                               hub: Hub) -> None:
@@ -46,11 +52,18 @@ def test_deleting_the_primary_pod_under_load_loses_no_command(realnode: RealNode
     load = start_load(hub, seconds=90)
     time.sleep(10)
     realnode.kubectl("delete", "pod", old, "-n", RELEASE, "--wait=false")
+    deleted = time.monotonic()
     try:
         wait_for(lambda: primary(hub) not in ("", old), 180, "a replica promoted")
+        LOAD_RUNS.append(f"Sentinel primary pod deleted: a replica promoted and reported "
+                         f"{time.monotonic() - deleted:.1f} s after the delete")
     finally:
-        seen = finish(load)
-    assert_each_ended_once(seen, all_succeed=False)
+        seen = finish(load, "Sentinel primary pod deleted")
+        sentinels = sentinel_logs(realnode)
+    try:
+        assert_each_ended_once(seen, all_succeed=False)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nthe Sentinels' logs:\n{sentinels}") from e
     hub.wait_ready(timeout=300)  # the deleted pod is back, as a replica
     assert primary(hub) != old
     assert hub.tour()["result"]["success"] is True

@@ -3,10 +3,12 @@
 //                       "rate": 20, "drain": 60}'
 // Each client sends `rate` commands/s with ids of its own for `seconds`; extensions answer each
 // id once (a re-delivered id is answered from memory, as the protocol asks) and offer each result
-// again after a reconnect until a gateway acknowledges it. After a reconnect a
-// client re-sends, with the same id, every command it has no result for (the protocol's
-// recovery: a re-sent id never runs again, its sender gets its one result). Then it waits up to
-// `drain` s for every accepted command's result. Prints one JSON line, a summary.
+// again after a reconnect until a gateway acknowledges it. A client asks again, with the same
+// id, for a command no gateway acknowledged within 10 s, and after a reconnect for every command
+// it has no result for (the protocol's recovery: a re-sent id never runs again, its sender gets
+// its one result). Then it waits up to `drain` s for every command to be accepted and to have
+// its result. Prints one JSON line, a summary (`longestWithoutAccept`: the longest stretch, in
+// s, in which the hub accepted nothing).
 import { createRequire } from 'node:module';
 
 const require = createRequire(new URL('../../js/package.json', import.meta.url));
@@ -19,6 +21,8 @@ const results = {};       // id -> [result...]
 const runs = {};          // id -> times an extension ran it
 const answers = new Map(); // id -> the one result an extension gave
 const errors = [];
+const acceptTimes = [];   // s after start of each accept, to see the longest stretch without one
+const unacked = [];       // [id, s after start] of each send no gateway answered within 10 s
 let reconnects = 0;
 const sockets = [];
 
@@ -56,14 +60,23 @@ for (let n = 0; n < extensions; n += 1) {
   ext.on('connect', () => { for (const answer of unconfirmed.values()) offer(answer); });
 }
 
+let started = Date.now();
+let deadline = Infinity; // of the drain: no more asking again after it
 const senders = [];
 for (let n = 0; n < clients; n += 1) {
   const s = socket({});
   const pending = new Map(); // id -> command, no result yet
   const send = (command) => {
     s.timeout(10000).emit('command', command, (err, ack) => {
-      if (err) return; // no ack (the gateway went away): re-sent after the reconnect
-      if (ack && ack.accepted) accepted.add(command.id);
+      if (err) { // no ack in time: ask again with the same id, as the SDKs do
+        unacked.push([command.id, (Date.now() - started) / 1000]);
+        if (Date.now() < deadline) send(command);
+        return;
+      }
+      if (ack && ack.accepted) {
+        accepted.add(command.id);
+        acceptTimes.push((Date.now() - started) / 1000);
+      }
       else errors.push({ id: command.id, ack });
     });
   };
@@ -77,7 +90,7 @@ for (let n = 0; n < clients; n += 1) {
 }
 
 await Promise.all(sockets.map((s) => new Promise((resolve) => (s.connected ? resolve() : s.once('connect', resolve)))));
-const started = Date.now();
+started = Date.now();
 let seq = 0;
 while (Date.now() - started < seconds * 1000) {
   for (const { pending, send, n } of senders) {
@@ -88,15 +101,16 @@ while (Date.now() - started < seconds * 1000) {
   seq += 1;
   await new Promise((resolve) => setTimeout(resolve, 1000 / rate));
 }
-const deadline = Date.now() + drain * 1000;
-while (Date.now() < deadline && [...accepted].some((id) => !results[id])) {
+deadline = Date.now() + drain * 1000;
+const sent = senders.flatMap(({ n }) => Array.from({ length: seq }, (_, i) => `load-${n}-${i}`));
+while (Date.now() < deadline && sent.some((id) => !accepted.has(id) || !results[id])) {
   await new Promise((resolve) => setTimeout(resolve, 200));
 }
 for (const s of sockets) s.close();
 // A summary (a line per id would be megabytes): what ended how often, and anything odd.
 const ended = Object.keys(results).filter((id) => accepted.has(id));
 const summary = {
-  sent: seq * clients,
+  sent: sent.length,
   accepted: accepted.size,
   ended: ended.length,
   missing: [...accepted].filter((id) => !results[id]).slice(0, 20),
@@ -106,6 +120,10 @@ const summary = {
   failed: Object.values(results).map((rs) => rs[0]).filter((r) => !r.success).slice(0, 5),
   deliveredAgain: Object.values(results).filter((rs) => rs.length > 1).length,
   errors: errors.slice(0, 20),
+  unacked: unacked.length,
+  unackedSpan: unacked.length ? [unacked[0][1], unacked[unacked.length - 1][1]] : [],
+  longestWithoutAccept: acceptTimes.sort((a, b) => a - b)
+    .reduce(([gap, last], t) => [Math.max(gap, t - last), t], [0, 0])[0],
   reconnects,
 };
 process.stdout.write(`${JSON.stringify(summary)}\n`, () => process.exit(0));
