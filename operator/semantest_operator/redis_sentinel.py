@@ -88,13 +88,20 @@ set -- $(ask_sentinels)
 # see a replica up; only when none is, after PROMOTION_WAIT_S, is this pod's data the best left.
 waited=0
 while [ "$1" = "$SELF_HOST" ] && [ "$2" = "$PORT" ] && [ "${3:-}" != first ]; do
-  if [ "$waited" -ge "${PROMOTION_WAIT_S:-20}" ] && [ "$(replicas_up)" = 0 ]; then break; fi
+  if [ "$waited" = 0 ]; then echo "named primary by the Sentinels: waiting for a promotion"; fi
+  if [ "$waited" -ge "${PROMOTION_WAIT_S:-20}" ] && [ "$(replicas_up)" = 0 ]; then
+    echo "no replica up after ${waited}s: serving this pod's own data as the primary"
+    break
+  fi
   sleep 1
   waited=$((waited + 1))
   set -- $(ask_sentinels)
 done
 replicaof=""
-if [ "$1" != "$SELF_HOST" ] || [ "$2" != "$PORT" ]; then replicaof="--replicaof $1 $2"; fi
+if [ "$1" != "$SELF_HOST" ] || [ "$2" != "$PORT" ]; then
+  replicaof="--replicaof $1 $2"
+  echo "replica of $1:$2"
+fi
 exec redis-server --port "$PORT" --requirepass "$REDIS_PASSWORD" \
   --masterauth "$REDIS_PASSWORD" --replica-announce-ip "$SELF_HOST" \
   --replica-announce-port "$PORT" --appendonly yes --dir "$DIR" $replicaof

@@ -212,6 +212,7 @@ def test_a_primary_back_empty_waits_while_the_sentinels_see_a_replica_up(
     time.sleep(3 * PROMOTION_WAIT_S + 3)  # the time it would have waited, and then some
     assert not first.listening(), "started as the primary the Sentinels still name, empty"
     assert named_primary(sentinels) == first.port
+    assert "waiting for a promotion" in (first.dir / "log").read_text()
     with sentinels[0].client() as client:
         client.execute_command("SENTINEL", "FAILOVER", MASTER)  # the promotion, at last
     until("a replica to be promoted", lambda: named_primary(sentinels) not in (0, first.port))
@@ -235,3 +236,4 @@ def test_a_primary_back_with_no_replica_up_serves_its_own_data(slow_sentinels: G
           and first.client().info("replication")["role"] == "master")
     with first.client() as client:
         assert client.get("k") == "v"
+    assert "serving this pod's own data as the primary" in (first.dir / "log").read_text()
