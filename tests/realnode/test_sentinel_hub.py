@@ -34,10 +34,12 @@ def primary(hub: Hub) -> str:
     return str((hub.stc()["status"].get("redis") or {}).get("primary") or "").split(".")[0]
 
 
-def sentinel_logs(realnode: RealNode) -> str:
-    """What each Sentinel said (elections, promotions), for a failure's message."""
-    return "\n".join(realnode.kubectl("logs", f"{RELEASE}-redis-sentinel-{i}", "-n", RELEASE,
-                                       "--tail=60", check=False).stdout for i in range(3))
+def group_logs(realnode: RealNode, deleted: str) -> str:
+    """What each Sentinel said (elections, promotions, TILT) and what the pod that replaced the
+    deleted primary did (waited, followed), for a failure's message."""
+    pods = [f"{RELEASE}-redis-sentinel-{i}" for i in range(3)] + [deleted]
+    return "\n".join(f"--- {pod}\n" + realnode.kubectl("logs", pod, "-n", RELEASE, "--tail=60",
+                                                       check=False).stdout for pod in pods)
 
 
 @pytest.mark.timeout(1800)  # the first test of a run also starts the node; six Redis pods here
@@ -59,11 +61,11 @@ def test_deleting_the_primary_pod_under_load_loses_no_command(realnode: RealNode
                          f"{time.monotonic() - deleted:.1f} s after the delete")
     finally:
         seen = finish(load, "Sentinel primary pod deleted")
-        sentinels = sentinel_logs(realnode)
+        logs = group_logs(realnode, old)
     try:
         assert_each_ended_once(seen, all_succeed=False)
     except AssertionError as e:
-        raise AssertionError(f"{e}\nthe Sentinels' logs:\n{sentinels}") from e
+        raise AssertionError(f"{e}\nthe Redis group's logs:\n{logs}") from e
     hub.wait_ready(timeout=300)  # the deleted pod is back, as a replica
     assert primary(hub) != old
     assert hub.tour()["result"]["success"] is True
