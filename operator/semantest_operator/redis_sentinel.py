@@ -52,12 +52,14 @@ data, when they see no replica up; while they see one, it waits as long as they 
 # runs them against real redis-server processes (a Sentinel is `redis-server --sentinel`, which
 # every Redis image has; some lack the `redis-sentinel` name).
 _ASK_SENTINELS = r"""
+ask_sentinel() {  # ask_sentinel HOST:PORT SUBCOMMAND: its answer about $MASTER, nothing if silent
+  timeout 3 redis-cli -h "${1%:*}" -p "${1##*:}" -a "$REDIS_PASSWORD" --no-auth-warning \
+    sentinel "$2" "$MASTER" 2>/dev/null || true
+}
 ask_sentinels() {  # prints "host port" of the primary the first answering Sentinel names
   for sentinel in $SENTINELS; do
     [ "$sentinel" = "$SELF_HOST:$PORT" ] && continue
-    answer="$(timeout 3 redis-cli -h "${sentinel%:*}" -p "${sentinel##*:}" -a "$REDIS_PASSWORD" \
-      --no-auth-warning sentinel get-master-addr-by-name "$MASTER" 2>/dev/null | tr '\n' ' ' \
-      || true)"
+    answer="$(ask_sentinel "$sentinel" get-master-addr-by-name | tr '\n' ' ')"
     case "$answer" in *[!\ ]\ [0-9]*) echo "$answer"; return ;; esac
   done
   echo "${FIRST%:*} ${FIRST##*:} first"  # no Sentinel answered: a fresh group
@@ -67,8 +69,7 @@ _REPLICAS_UP = r"""
 replicas_up() {  # prints how many replicas the first answering Sentinel sees up, else nothing
   for sentinel in $SENTINELS; do
     [ "$sentinel" = "$SELF_HOST:$PORT" ] && continue
-    flags="$(timeout 3 redis-cli -h "${sentinel%:*}" -p "${sentinel##*:}" -a "$REDIS_PASSWORD" \
-      --no-auth-warning sentinel replicas "$MASTER" 2>/dev/null || true)"
+    flags="$(ask_sentinel "$sentinel" replicas)"
     [ -n "$flags" ] || continue
     echo "$flags" | awk 'previous == "flags" && $0 == "slave" { up++ } { previous = $0 }
                          END { print up + 0 }'

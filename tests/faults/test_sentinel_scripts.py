@@ -140,6 +140,17 @@ def replicas_of(primary: ScriptPod) -> int:
     return len(online) if info["role"] == "master" else 0
 
 
+def led_by_pod_0(data: list[ScriptPod], sentinels: list[ScriptPod]) -> ScriptPod:
+    """Pod 0 once it leads two replicas, holding `k` on all three."""
+    first = data[0]
+    until("pod 0 to lead two replicas", lambda: replicas_of(first) == 2
+          and named_primary(sentinels) == first.port)
+    with first.client() as client:
+        client.set("k", "v")
+        assert client.wait(2, 2000) == 2
+    return first
+
+
 @pytest.mark.timeout(180)
 def test_the_scripts_form_a_group_that_survives_failovers(
         pods: Group) -> None:
@@ -172,12 +183,7 @@ def test_a_primary_back_before_the_sentinels_noticed_waits_and_follows(
     """A primary pod restarted at once (no volume: it comes back empty) is still named primary
     by the Sentinels: it must not serve as one, or the replicas would copy its empty data."""
     data, sentinels = pods
-    first = data[0]
-    until("pod 0 to lead two replicas", lambda: replicas_of(first) == 2
-          and named_primary(sentinels) == first.port)
-    with first.client() as client:
-        client.set("k", "v")
-        assert client.wait(2, 2000) == 2
+    first = led_by_pod_0(data, sentinels)
     first.kill()
     shutil.rmtree(first.dir / "appendonlydir", ignore_errors=True)  # as an emptyDir after a restart
     first.start()  # at once: the Sentinels still name it primary
@@ -187,16 +193,6 @@ def test_a_primary_back_before_the_sentinels_noticed_waits_and_follows(
     for pod in data:
         with pod.client() as client:
             assert client.get("k") == "v", pod.port
-
-
-def led_by_pod_0(data: list[ScriptPod], sentinels: list[ScriptPod]) -> ScriptPod:
-    first = data[0]
-    until("pod 0 to lead two replicas", lambda: replicas_of(first) == 2
-          and named_primary(sentinels) == first.port)
-    with first.client() as client:
-        client.set("k", "v")
-        assert client.wait(2, 2000) == 2
-    return first
 
 
 @pytest.mark.timeout(180)
